@@ -1,0 +1,1 @@
+"""One module per ``tomodiff`` sub-command; see :mod:`tomodiff.cli`."""
