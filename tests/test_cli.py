@@ -1,0 +1,44 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from tomodiff import __version__
+from tomodiff.cli import main
+
+
+def test_help_and_version(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["--version"])
+    assert exc.value.code == 0 and __version__ in capsys.readouterr().out
+    assert main([]) == 0
+    assert "demo2d" in capsys.readouterr().out
+
+
+def test_console_script_runs_as_module():
+    out = subprocess.run([sys.executable, "-m", "tomodiff", "--help"], capture_output=True, text=True, check=True)
+    assert "info" in out.stdout
+
+
+def test_info_json(capsys):
+    assert main(["info", "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["tomodiff"] == __version__
+    assert info["versions"]["torch"] and info["torch_threads"] >= 1
+    assert isinstance(info["astra_cuda"], bool) and isinstance(info["torch_cuda"], bool)
+
+
+def test_demo2d_writes_png_and_json(tmp_path, capsys):
+    out = tmp_path / "demo.png"
+    assert main(["demo2d", "--size", "32", "--out", str(out), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert out.stat().st_size > 1000
+    assert len(summary["tasks"]) == 5
+    for task in summary["tasks"].values():
+        assert 5.0 < task["psnr"] < 60.0
+
+
+def test_demo2d_bad_size_is_a_clear_error(capsys):
+    assert main(["demo2d", "--size", "30"]) == 2
+    assert "--size must be a multiple of 4" in capsys.readouterr().err

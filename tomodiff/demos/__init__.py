@@ -1,0 +1,1 @@
+"""Self-contained demonstrations behind ``tomodiff demo*`` commands."""

@@ -1,0 +1,83 @@
+"""Input checks and small helpers shared by the classical reconstructions."""
+
+from __future__ import annotations
+
+import math
+import numbers
+from typing import Callable
+
+import torch
+from tqdm.auto import tqdm
+
+from ..operators.base import LinearOperator
+
+Callback = Callable[[int, torch.Tensor], object]
+
+
+def check_operator(A, name: str) -> None:
+    if not isinstance(A, LinearOperator):
+        raise TypeError(f"{name}: A must be a tomodiff LinearOperator, got {type(A).__name__}")
+
+
+def check_measurement(A: LinearOperator, y, name: str) -> torch.Tensor:
+    """``y`` must be a finite real tensor of shape ``(B, C, *A.range_shape)``."""
+    expected = f"(B, C, {', '.join(map(str, A.range_shape))})"
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{name}: y must be a torch.Tensor of shape {expected}, got {type(y).__name__}")
+    if y.dim() != len(A.range_shape) + 2 or tuple(y.shape[2:]) != A.range_shape:
+        raise ValueError(f"{name}: y must have shape {expected} (the operator's range), "
+                         f"got {tuple(y.shape)}")
+    if y.dtype not in (torch.float32, torch.float64):
+        raise TypeError(f"{name}: y must be float32 or float64, got {y.dtype}")
+    if not bool(torch.isfinite(y).all()):
+        raise ValueError(f"{name}: y contains NaN or Inf "
+                         f"({int((~torch.isfinite(y)).sum())} of {y.numel()} entries)")
+    return y
+
+
+def check_x0(A: LinearOperator, x0, y: torch.Tensor, name: str) -> torch.Tensor:
+    """The starting volume: zeros, or ``x0`` of shape ``(B, C, *A.domain_shape)`` (finite)."""
+    shape = (*y.shape[:2], *A.domain_shape)
+    if x0 is None:
+        return torch.zeros(shape, dtype=y.dtype, device=y.device)
+    if not isinstance(x0, torch.Tensor):
+        raise TypeError(f"{name}: x0 must be a torch.Tensor of shape {shape}, got {type(x0).__name__}")
+    if tuple(x0.shape) != shape:
+        raise ValueError(f"{name}: x0 must have shape {shape} (y's batch dims + the operator's domain), "
+                         f"got {tuple(x0.shape)}")
+    if not bool(torch.isfinite(x0).all()):
+        raise ValueError(f"{name}: x0 contains NaN or Inf")
+    return x0.detach().to(dtype=y.dtype, device=y.device).clone()
+
+
+def check_n_iter(n_iter, name: str) -> int:
+    if isinstance(n_iter, bool) or not isinstance(n_iter, numbers.Integral) or n_iter < 1:
+        raise ValueError(f"{name}: n_iter must be an integer >= 1, got {n_iter!r}")
+    return int(n_iter)
+
+
+def check_positive(value, what: str, name: str, *, allow_zero: bool = False) -> float:
+    try:
+        v = float(value)
+    except (TypeError, ValueError) as err:
+        raise TypeError(f"{name}: {what} must be a real number, got {value!r}") from err
+    if not math.isfinite(v) or v < 0 or (v == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{name}: {what} must be finite and {bound}, got {value!r}")
+    return v
+
+
+def iterations(n_iter: int, progress: bool, desc: str):
+    """``range(1, n_iter + 1)`` wrapped in a tqdm bar unless ``progress`` is False."""
+    return tqdm(range(1, n_iter + 1), desc=desc, disable=not progress, leave=False)
+
+
+def item_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """Per-item inner product over the non-(B, C) dims, shaped ``(B, C, 1, ..., 1)``."""
+    return (a * b).sum(dim=tuple(range(2, a.dim())), keepdim=True)
+
+
+def safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+    """``num / den`` with 0 where ``den`` is 0 (items that have already converged)."""
+    ok = den > 0
+    return torch.where(ok, num / torch.where(ok, den, torch.ones_like(den)), torch.zeros_like(num))
