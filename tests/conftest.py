@@ -1,0 +1,24 @@
+"""Shared fixtures: where the real measured data lives (../shared/data next to the checkout)."""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path | None:
+    candidates = [os.environ.get("TOMODIFF_SHARED_DATA"), REPO.parent / "shared" / "data"]
+    for c in candidates:
+        if c and Path(c).is_dir():
+            return Path(c)
+    return None
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    path = shared_data_dir()
+    if path is None:
+        pytest.skip("real data not found: set TOMODIFF_SHARED_DATA or put shared/data beside the repo")
+    return path

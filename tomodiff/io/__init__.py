@@ -1,0 +1,12 @@
+"""Files: tomodiff's HDF5 project layout, readers for measured scans, atomic writes."""
+
+from .atomic import atomic_h5, atomic_path
+from .project_file import (ProjectData, ProjectFileError, read_project, require, update_project,
+                           write_project)
+from .scans import RawScan, ScanFormatError, normalize, read_dxchange, read_nxtomo, read_scan, thin_indices
+
+__all__ = [
+    "atomic_h5", "atomic_path",
+    "ProjectData", "ProjectFileError", "read_project", "write_project", "update_project", "require",
+    "RawScan", "ScanFormatError", "read_dxchange", "read_nxtomo", "read_scan", "normalize", "thin_indices",
+]
