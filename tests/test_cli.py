@@ -42,3 +42,18 @@ def test_demo2d_writes_png_and_json(tmp_path, capsys):
 def test_demo2d_bad_size_is_a_clear_error(capsys):
     assert main(["demo2d", "--size", "30"]) == 2
     assert "--size must be a multiple of 4" in capsys.readouterr().err
+
+
+def test_info_describes_a_project_file(tmp_path, capsys):
+    import numpy as np
+
+    from tomodiff.io import ProjectData, write_project
+
+    path = write_project(tmp_path / "p.h5", ProjectData(sinogram=np.ones((3, 5)), geometry={"angles": [0, 1, 2]},
+                                                        provenance={"method": "fbp"}))
+    assert main(["info", str(path), "--json"]) == 0
+    desc = json.loads(capsys.readouterr().out)
+    assert desc["datasets"]["sinogram"]["shape"] == [3, 5]
+    assert desc["geometry"]["angles"] == [0, 1, 2] and desc["provenance"]["method"] == "fbp"
+    assert main(["info", str(tmp_path / "missing.h5")]) == 2
+    assert "no such file" in capsys.readouterr().err

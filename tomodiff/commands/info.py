@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import importlib
 import json
+from pathlib import Path
 
 
 def add_parser(sub):
-    p = sub.add_parser("info", help="print versions, GPU/ASTRA-CUDA availability and thread count",
-                       description="Print the versions of tomodiff's dependencies and the hardware it can use.")
+    p = sub.add_parser("info", help="versions, GPU/ASTRA-CUDA availability, threads; or describe an HDF5 file",
+                       description="Without FILE: print the versions of tomodiff's dependencies and the "
+                                   "hardware it can use. With FILE: list its datasets (shape, dtype), "
+                                   "geometry and provenance.")
+    p.add_argument("file", nargs="?", type=Path, help="an HDF5 file to describe")
     p.add_argument("--json", action="store_true", help="machine-readable output on stdout")
     p.set_defaults(func=run)
 
@@ -46,7 +50,47 @@ def collect() -> dict:
     }
 
 
+def describe_file(path: Path) -> dict:
+    """Datasets (shape, dtype) and attributes of any HDF5 file; geometry/provenance decoded."""
+    import h5py
+
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    out = {"file": str(path), "datasets": {}, "attributes": {}}
+
+    def visit(name, obj):
+        if isinstance(obj, h5py.Dataset):
+            out["datasets"][name] = {"shape": list(obj.shape), "dtype": str(obj.dtype)}
+
+    with h5py.File(path, "r") as f:
+        f.visititems(visit)
+        out["attributes"] = {k: _plain(v) for k, v in f.attrs.items()}
+        if "sinogram" in f and "geometry_json" in f["sinogram"].attrs:
+            out["geometry"] = json.loads(f["sinogram"].attrs["geometry_json"])
+        if "provenance" in f and "json" in f["provenance"].attrs:
+            out["provenance"] = json.loads(f["provenance"].attrs["json"])
+    return out
+
+
+def _plain(v):
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return v.decode() if isinstance(v, bytes) else v
+
+
 def run(args) -> int:
+    if args.file is not None:
+        desc = describe_file(args.file)
+        if args.json:
+            print(json.dumps(desc, indent=2, default=str))
+            return 0
+        print(desc["file"])
+        for name, d in desc["datasets"].items():
+            print(f"  /{name:<28} {str(tuple(d['shape'])):<20} {d['dtype']}")
+        for key in ("geometry", "provenance"):
+            if key in desc:
+                print(f"  {key}: {json.dumps(desc[key], default=str)[:400]}")
+        return 0
     info = collect()
     if args.json:
         print(json.dumps(info, indent=2))
