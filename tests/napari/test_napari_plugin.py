@@ -1,0 +1,133 @@
+"""napari plugin: reader, writer, manifest, ``tomodiff view``, and a 3D screenshot.
+
+Runs headless under ``xvfb-run -a`` (see .ci/run); skipped where napari is not installed.
+"""
+
+import os
+
+import numpy as np
+import pytest
+
+from tomodiff.io import ProjectData, read_project, write_project
+
+napari = pytest.importorskip("napari")
+
+if not os.environ.get("DISPLAY"):
+    pytest.skip("no X display: run the suite under xvfb-run -a", allow_module_level=True)
+
+
+def _ball(n=24):
+    z, y, x = np.mgrid[:n, :n, :n] - (n - 1) / 2
+    r = np.sqrt(x**2 + y**2 + z**2)
+    return ((r < n / 3).astype(np.float32) + 0.5 * (r < n / 6)).astype(np.float32)
+
+
+@pytest.fixture
+def project(tmp_path):
+    ref = _ball()
+    rng = np.random.default_rng(0)
+    samples = ref[None] + 0.05 * rng.standard_normal((3, *ref.shape), dtype=np.float32)
+    data = ProjectData(sinogram=rng.random((8, 24, 30), dtype=np.float32),
+                       geometry={"kind": "parallel", "angles": list(np.linspace(0, np.pi, 8, endpoint=False)),
+                                 "voxel_size": 0.5},
+                       reference=ref,
+                       reconstruction={"mean": samples.mean(0), "std": samples.std(0), "samples": samples},
+                       provenance={"method": "pigdm"})
+    return write_project(tmp_path / "recon.h5", data)
+
+
+def test_reader_gives_named_layers_with_scale(project):
+    from tomodiff.napari.reader import get_reader
+
+    reader = get_reader(str(project))
+    assert callable(reader)
+    layers = {kw["name"]: (data, kw) for data, kw, kind in reader(str(project))}
+    assert set(layers) == {"recon: reference", "recon: pigdm mean", "recon: |mean − reference|",
+                           "recon: std (uncertainty)", "recon: samples", "recon: sinogram"}
+    assert layers["recon: pigdm mean"][1]["scale"] == (0.5, 0.5, 0.5)
+    assert layers["recon: samples"][0].shape == (3, 24, 24, 24)
+    assert layers["recon: std (uncertainty)"][1]["colormap"] == "magma"
+
+
+def test_reader_declines_what_it_cannot_read(tmp_path):
+    import h5py
+
+    from tomodiff.napari.reader import get_reader
+
+    other = tmp_path / "other.h5"
+    with h5py.File(other, "w") as f:
+        f["x"] = np.ones(3)
+    (tmp_path / "text.h5").write_text("not hdf5")
+    assert get_reader(str(other)) is None
+    assert get_reader(str(tmp_path / "text.h5")) is None
+    assert get_reader(str(tmp_path / "missing.h5")) is None
+
+
+def test_reader_opens_a_dxchange_scan(shared_data):
+    from tomodiff.napari.reader import get_reader
+
+    path = str(shared_data / "aps_tooth" / "tooth.h5")
+    (data, kwargs, kind), = get_reader(path)(path)
+    assert data.shape == (181, 2, 640) and kind == "image" and len(kwargs["metadata"]["angles_rad"]) == 181
+
+
+def test_writer_round_trip_keeps_the_rest_of_the_file(project, tmp_path):
+    from tomodiff.napari.writer import write_reconstruction
+
+    new = np.full((24, 24, 24), 0.25, np.float32)
+    assert write_reconstruction(str(project), new, {"name": "edited"}) == [str(project)]
+    back = read_project(project)
+    np.testing.assert_array_equal(back.reconstruction["mean"], new)
+    assert back.reference is not None and back.provenance["method"] == "pigdm"
+    assert back.provenance["layer"] == "edited"
+    fresh = tmp_path / "fresh.h5"
+    write_reconstruction(str(fresh), new[0], {"name": "slice"})
+    assert read_project(fresh).reconstruction["mean"].shape == (24, 24)
+
+
+def test_manifest_is_valid_and_registered():
+    from npe2 import PluginManifest
+
+    mf = PluginManifest.from_distribution("tomodiff")
+    assert {r.command for r in mf.contributions.readers} == {"tomodiff.get_reader"}
+    assert {w.command for w in mf.contributions.writers} == {"tomodiff.write_reconstruction"}
+
+
+def test_view_builds_the_expected_layers_in_grid(project, tmp_path):
+    from tomodiff.napari.view import build_viewer
+
+    other = write_project(tmp_path / "second.h5", ProjectData(reconstruction={"mean": _ball()},
+                                                              provenance={"method": "fbp"}))
+    viewer = build_viewer([project, other], show=False)
+    try:
+        names = [layer.name for layer in viewer.layers]
+        assert "recon: pigdm mean" in names and "second: fbp mean" in names
+        assert "recon: |mean − reference|" in names
+        assert viewer.grid.enabled
+    finally:
+        viewer.close()
+    with pytest.raises(FileNotFoundError):
+        build_viewer([tmp_path / "missing.h5"], show=False)
+
+
+def test_3d_screenshot_has_content(project, tmp_path):
+    from tomodiff.napari.view import build_viewer
+
+    viewer = build_viewer([project], grid=False, ndisplay=3, show=True, error_map=False)
+    try:
+        for layer in viewer.layers:
+            layer.visible = layer.name == "recon: pigdm mean"
+        camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+        camera.angles = (15, 30, 60)
+        shot = viewer.screenshot(canvas_only=True, flash=False)
+    finally:
+        viewer.close()
+    from skimage.io import imsave
+
+    imsave(tmp_path / "render3d.png", shot)
+    gray = shot[..., :3].mean(-1)
+    assert shot.ndim == 3 and gray.std() > 5, "screenshot is blank"
+    assert (gray > 50).mean() > 0.01  # the rendered ball covers part of the canvas
+    out = os.environ.get("TOMODIFF_SCREENSHOT_DIR")
+    if out:  # keep a copy (used for the README image)
+        imsave(os.path.join(out, "napari_render3d.png"), shot)

@@ -1,0 +1,26 @@
+"""``tomodiff view``: open reconstructions and scans in napari."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def add_parser(sub):
+    p = sub.add_parser("view", help="open tomodiff HDF5 files (and DXchange/NXtomo scans) in napari",
+                       description="Open one or more files in napari: reference, posterior mean, std, "
+                                   "samples and |mean - reference| as separate layers.")
+    p.add_argument("files", nargs="+", type=Path, help="tomodiff .h5 files or DXchange/NXtomo scans")
+    p.add_argument("--overlay", action="store_true", help="overlay the layers instead of a side-by-side grid")
+    p.add_argument("--3d", dest="three_d", action="store_true", help="start in 3D (volume rendering)")
+    p.add_argument("--no-error-map", action="store_true", help="do not add |mean - reference| layers")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..napari.view import _require_napari, build_viewer
+
+    napari = _require_napari()
+    build_viewer(args.files, grid=not args.overlay, ndisplay=3 if args.three_d else 2,
+                 error_map=not args.no_error_map)
+    napari.run()
+    return 0
