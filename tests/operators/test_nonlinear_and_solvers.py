@@ -35,3 +35,16 @@ def test_cg_stops_at_the_iteration_cap():
     b = torch.ones(1, 1, 50, dtype=torch.float64)
     _, info = conjugate_gradient(lambda v: v * diag, b, tol=1e-14, max_iter=5, return_info=True)
     assert info.iterations == 5 and not info.converged
+
+
+def test_cg_result_of_an_item_does_not_depend_on_its_batch():
+    diag = torch.logspace(0, 3, 40, dtype=torch.float64)
+    easy = torch.zeros(40, dtype=torch.float64)
+    easy[0], easy[1:] = 1.0, 1e-5  # within tol after one iteration, but not exactly solved
+    hard = torch.ones(40, dtype=torch.float64)
+    alone = conjugate_gradient(lambda v: v * diag, easy.view(1, 1, 40), tol=1e-3, max_iter=100)
+    both = conjugate_gradient(lambda v: v * diag, torch.stack([easy, hard]).view(2, 1, 40), tol=1e-3, max_iter=100)
+    assert torch.equal(both[0], alone[0])
+    # iterating it further would have changed it: the check above is not vacuous
+    longer = conjugate_gradient(lambda v: v * diag, easy.view(1, 1, 40), tol=1e-12, max_iter=100)
+    assert not torch.equal(longer[0], alone[0])

@@ -43,6 +43,16 @@ class ShapedMap:
         self.domain_shape: Shape = _as_shape(domain_shape, "domain_shape")
         self.range_shape: Shape = _as_shape(range_shape, "range_shape")
 
+    def check_input(self, x: torch.Tensor) -> torch.Tensor:
+        """Raise a clear error unless ``x`` has shape ``(B, C, *domain_shape)``; return it."""
+        self._check(x, self.domain_shape, "input")
+        return x
+
+    def check_measurement(self, y: torch.Tensor) -> torch.Tensor:
+        """Raise a clear error unless ``y`` has shape ``(B, C, *range_shape)``; return it."""
+        self._check(y, self.range_shape, "measurement")
+        return y
+
     def _check(self, t: torch.Tensor, shape: Shape, what: str) -> None:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{type(self).__name__}: {what} must be a torch.Tensor, got {type(t).__name__}")

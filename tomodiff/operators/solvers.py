@@ -31,7 +31,8 @@ def conjugate_gradient(apply: Callable[[torch.Tensor], torch.Tensor], b: torch.T
     """Solve ``M x = b`` for a symmetric positive semi-definite ``M`` given as ``apply``.
 
     Stops when every item's relative residual ``‖b − Mx‖/‖b‖`` is below ``tol`` or after
-    ``max_iter`` iterations. Items with ``b = 0`` return 0. For a singular but consistent
+    ``max_iter`` iterations; an item stops changing once it has converged, so its solution does
+    not depend on the rest of the batch. Items with ``b = 0`` return 0. For a singular but consistent
     system started from 0 the iterates stay in the range of ``M`` (minimum-norm solution).
     """
     if max_iter < 0:
@@ -51,7 +52,9 @@ def conjugate_gradient(apply: Callable[[torch.Tensor], torch.Tensor], b: torch.T
             break
         mp = apply(p)
         pmp = _dot(p, mp)
-        alpha = torch.where(pmp > 0, rr / torch.where(pmp > 0, pmp, torch.ones_like(pmp)),
+        # items that already converged are frozen, so an item's answer never depends on its batch
+        active = (pmp > 0) & (rr > threshold)
+        alpha = torch.where(active, rr / torch.where(active, pmp, torch.ones_like(pmp)),
                             torch.zeros_like(pmp))
         x = x + alpha * p
         r = r - alpha * mp

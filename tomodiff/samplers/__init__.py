@@ -1,0 +1,18 @@
+"""Diffusion samplers as plain functions, guidance builders, and the ``sample_posterior`` entry point.
+
+Loops: :func:`ddpm` (ancestral), :func:`ddim` (η), :func:`sdedit`. Guidances (each returns a
+correction to ``x̂0``; several sum): :func:`pigdm`, :func:`dps`, :func:`loss_guidance`, :func:`dds`.
+"""
+
+from ._common import Guidance, SamplingError, StepContext, combine
+from .ddim import ddim
+from .ddpm import ddpm
+from .dds import dds
+from .dps import dps
+from .loss import loss_guidance
+from .pigdm import pigdm
+from .posterior import METHODS, PosteriorResult, sample_posterior
+from .sdedit import sdedit
+
+__all__ = ["ddpm", "ddim", "sdedit", "pigdm", "dps", "dds", "loss_guidance", "combine", "Guidance",
+           "StepContext", "SamplingError", "sample_posterior", "PosteriorResult", "METHODS"]

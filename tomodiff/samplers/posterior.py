@@ -1,0 +1,185 @@
+"""``sample_posterior``: one entry point that draws posterior samples for ``y = A(x) + noise``."""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+
+import torch
+
+from tomodiff.priors.schedules import check_sigmas, ddpm_cosine_sigmas, ddpm_linear_sigmas, karras_sigmas
+
+from ._common import check_measurement, check_sigma_y, combine, randn
+from .ddim import ddim
+from .ddpm import ddpm
+from .dds import dds
+from .dps import dps
+from .pigdm import pigdm
+from .sdedit import sdedit
+
+__all__ = ["sample_posterior", "PosteriorResult", "METHODS"]
+
+METHODS = ("pigdm", "dps", "dds", "sdedit", "none")
+_SCHEDULES = {"karras": karras_sigmas, "ddpm-linear": ddpm_linear_sigmas, "ddpm-cosine": ddpm_cosine_sigmas}
+# options each method accepts (passed through **options), with their defaults
+_METHOD_OPTIONS = {
+    "pigdm": {"data_var": 1.0, "scale": 1.0, "gram_method": "auto", "cg_tol": 1e-6, "cg_max_iter": 100},
+    "dps": {"zeta": 1.0, "noise": None, "variant": "norm"},
+    "dds": {"cg_iters": 5, "data_var": 1.0},
+    "sdedit": {"x_init": None, "t0": 0.5},
+    "none": {},
+}
+_DEFAULT_SAMPLER = {"pigdm": "ddpm", "dps": "ddpm", "dds": "ddim", "sdedit": "ddpm", "none": "ddpm"}
+
+
+@dataclass
+class PosteriorResult:
+    """Posterior samples and their provenance.
+
+    samples: ``(n_samples, B, C, *domain_shape)``; ``mean`` / ``std``: ``(B, C, *domain_shape)``,
+    per pixel over the samples (``std`` uses ``n − 1``; zero for one sample); ``nfe``: denoiser
+    evaluations (batched calls; each covers all samples); ``seconds``: wall time.
+    """
+
+    samples: torch.Tensor
+    nfe: int
+    seconds: float
+    method: str
+    sigmas: torch.Tensor
+    options: dict = field(default_factory=dict)
+
+    @property
+    def mean(self) -> torch.Tensor:
+        return self.samples.mean(0)
+
+    @property
+    def std(self) -> torch.Tensor:
+        if self.samples.shape[0] < 2:
+            return torch.zeros_like(self.samples[0])
+        return self.samples.std(0, correction=1)
+
+    def __repr__(self):
+        return (f"PosteriorResult(method={self.method!r}, samples={tuple(self.samples.shape)}, nfe={self.nfe}, "
+                f"seconds={self.seconds:.3g})")
+
+
+class _Counted:
+    """The user's denoiser, counting calls (one call = one NFE for the whole batch)."""
+
+    def __init__(self, denoiser):
+        self.denoiser, self.calls = denoiser, 0
+
+    def __call__(self, x, sigma):
+        self.calls += 1
+        return self.denoiser(x, sigma)
+
+
+def _schedule(steps, schedule, sigma_min, sigma_max, sigmas):
+    if sigmas is not None:
+        s = check_sigmas(sigmas)
+        if len(s) - 1 != steps:
+            raise ValueError(f"sigmas has {len(s) - 1} steps but steps={steps}")
+        return s
+    if callable(schedule):
+        return check_sigmas(schedule(steps))
+    if schedule not in _SCHEDULES:
+        raise ValueError(f"schedule must be one of {tuple(_SCHEDULES)} or a callable, got {schedule!r}")
+    if schedule == "karras":
+        return karras_sigmas(steps, sigma_min, sigma_max)
+    return _SCHEDULES[schedule](steps)
+
+
+def _least_squares(A, y, iters=30):
+    """Minimum-norm least-squares start for SDEdit: CG on AᵀA x = Aᵀy from 0."""
+    from tomodiff.operators.solvers import conjugate_gradient
+
+    return conjugate_gradient(lambda v: A.adjoint(A.forward(v)), A.adjoint(y), tol=1e-6, max_iter=iters)
+
+
+def sample_posterior(denoiser, A, y: torch.Tensor, *, method: str = "pigdm", sigma_y: float, steps: int,
+                     n_samples: int = 1, generator=None, sampler: str | None = None, eta: float | None = None,
+                     schedule="karras", sigma_min: float = 0.002, sigma_max: float = 80.0, sigmas=None,
+                     guidance=None, callback=None, progress: bool = True, **options) -> PosteriorResult:
+    """Draw ``n_samples`` posterior samples of ``x`` given ``y = A(x) + noise`` with a diffusion prior.
+
+    Parameters
+    ----------
+    denoiser: ``D(x, sigma) -> x0_hat`` (VE convention, see :mod:`tomodiff.priors.adapters`).
+    A: the forward operator; ``y``: ``(B, C, *A.range_shape)``. Samples have shape
+        ``(n_samples, B, C, *A.domain_shape)``; all run as one batch of ``n_samples·B``.
+    method: ``"pigdm"`` (default), ``"dps"``, ``"dds"`` (CG data consistency), ``"sdedit"`` or
+        ``"none"`` (unconditional; ``y`` only fixes the shapes).
+    sigma_y: measurement noise std (>= 0, units of ``y``). steps: number of steps = NFE (>= 1).
+    generator: a ``torch.Generator``, or a list of ``n_samples`` of them (sample ``i`` uses
+        generator ``i`` only, so a batch equals single runs with the matching generators).
+    sampler: ``"ddpm"`` or ``"ddim"`` (default per method: ddim for dds, ddpm otherwise);
+        ``eta`` for ddim (default 0.15 for dds, 0 otherwise).
+    schedule: ``"karras"`` (with ``sigma_min``, ``sigma_max``), ``"ddpm-linear"``, ``"ddpm-cosine"``
+        or a callable ``steps -> sigmas``; ``sigmas`` overrides it.
+    guidance: extra guidances (e.g. :func:`loss_guidance`), summed with the method's own.
+    options: per method — pigdm: ``data_var, scale, gram_method, cg_tol, cg_max_iter``;
+        dps: ``zeta, noise, variant``; dds: ``cg_iters, data_var``; sdedit: ``x_init``
+        (default: least squares by CG), ``t0``.
+    """
+    t_start = time.perf_counter()
+    # 1. validate the problem
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_measurement(A, y, "sample_posterior")
+    sigma_y = check_sigma_y(sigma_y, "sample_posterior")
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ValueError(f"sample_posterior: steps must be an integer >= 1, got {steps!r}")
+    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
+        raise ValueError(f"sample_posterior: n_samples must be an integer >= 1, got {n_samples!r}")
+    steps, n_samples = int(steps), int(n_samples)
+    unknown = set(options) - set(_METHOD_OPTIONS[method])
+    if unknown:
+        raise TypeError(f"sample_posterior: unknown option(s) {sorted(unknown)} for method={method!r}; "
+                        f"accepted: {sorted(_METHOD_OPTIONS[method])}")
+    opts = {**_METHOD_OPTIONS[method], **options}
+    if isinstance(generator, (list, tuple)) and len(generator) != n_samples:
+        raise ValueError(f"sample_posterior: got {len(generator)} generators for n_samples={n_samples}")
+    sampler = sampler or _DEFAULT_SAMPLER[method]
+    if sampler not in ("ddpm", "ddim"):
+        raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
+    if eta is not None and sampler != "ddim":
+        raise ValueError("eta applies to sampler='ddim' only")
+    s = _schedule(steps, schedule, sigma_min, sigma_max, sigmas)
+
+    # 2. the method's guidance (sample-major batch: item s·B + b is sample s of measurement b)
+    B, C = y.shape[:2]
+    shape = (n_samples * B, C, *A.domain_shape)
+    if method == "pigdm":
+        own = pigdm(A, y, sigma_y, data_var=opts["data_var"], scale=opts["scale"], method=opts["gram_method"],
+                    cg_tol=opts["cg_tol"], cg_max_iter=opts["cg_max_iter"])
+    elif method == "dps":
+        own = dps(A, y, opts["zeta"], noise=opts["noise"], variant=opts["variant"])
+    elif method == "dds":
+        own = dds(A, y, sigma_y, cg_iters=opts["cg_iters"], data_var=opts["data_var"])
+    else:
+        own = None
+    g = combine(own, guidance)
+    D = _Counted(denoiser)
+    run = ddpm if sampler == "ddpm" else ddim
+    kw = {}
+    if sampler == "ddim":
+        kw["eta"] = eta if eta is not None else (0.15 if method == "dds" else 0.0)
+
+    # 3. sample
+    if method == "sdedit":
+        x_init = opts["x_init"]
+        if x_init is None:
+            x_init = _least_squares(A, y)
+        if tuple(x_init.shape) != (B, C, *A.domain_shape):
+            raise ValueError(f"sdedit: x_init must have shape {(B, C, *A.domain_shape)}, got {tuple(x_init.shape)}")
+        x_init = x_init.to(y).repeat(n_samples, *([1] * (y.dim() - 1)))
+        x = sdedit(D, x_init, opts["t0"], s, sampler=run, guidance=g, generator=generator, callback=callback,
+                   progress=progress, **kw)
+    else:
+        x_T = float(s[0]) * randn(torch.empty(shape, dtype=y.dtype, device=y.device), generator)
+        x = run(D, x_T, s, guidance=g, generator=generator, callback=callback, progress=progress, **kw)
+    samples = x.reshape(n_samples, B, C, *A.domain_shape)
+    return PosteriorResult(samples=samples, nfe=D.calls, seconds=time.perf_counter() - t_start, method=method,
+                           sigmas=s, options={"sampler": sampler, **kw, **{k: v for k, v in opts.items()
+                                                                          if k != "x_init"}})
