@@ -73,8 +73,13 @@ def iterations(n_iter: int, progress: bool, desc: str):
 
 
 def item_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Per-item inner product over the non-(B, C) dims, shaped ``(B, C, 1, ..., 1)``."""
-    return (a * b).sum(dim=tuple(range(2, a.dim())), keepdim=True)
+    """Per-item inner product over the non-(B, C) dims, shape ``(B, C)``."""
+    return (a * b).sum(dim=tuple(range(2, a.dim())))
+
+
+def per_item(c: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A ``(B, C)`` coefficient reshaped to broadcast against ``like`` ``(B, C, ...)``."""
+    return c.reshape(*c.shape, *([1] * (like.dim() - 2)))
 
 
 def safe_div(num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:

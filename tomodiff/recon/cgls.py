@@ -14,7 +14,7 @@ import torch
 
 from ..operators.base import LinearOperator
 from ._common import (Callback, check_measurement, check_n_iter, check_operator, check_x0,
-                      item_dot, iterations, safe_div)
+                      item_dot, iterations, per_item, safe_div)
 
 
 def cgls(A: LinearOperator, y: torch.Tensor, *, n_iter: int = 20, x0: torch.Tensor | None = None,
@@ -57,12 +57,12 @@ def cgls(A: LinearOperator, y: torch.Tensor, *, n_iter: int = 20, x0: torch.Tens
         for k in iterations(n_iter, progress, "CGLS"):
             q = A.forward(p)
             alpha = safe_div(gamma, item_dot(q, q))
-            x = x + alpha * p
-            r = r - alpha.reshape(*alpha.shape[:2], *[1] * (q.dim() - 2)) * q
+            x = x + per_item(alpha, p) * p
+            r = r - per_item(alpha, q) * q
             s = A.adjoint(r)
             gamma_new = item_dot(s, s)
             beta = safe_div(gamma_new, gamma)
-            p = s + beta * p
+            p = s + per_item(beta, p) * p
             gamma = gamma_new
             if callback is not None:
                 callback(k, x)
