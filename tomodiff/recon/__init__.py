@@ -9,9 +9,12 @@ methods share ``n_iter``, ``x0``, ``callback(k, x)`` and ``progress``.
 from .cgls import cgls
 from .fbp import FILTERS, angle_weights, fbp, ramp_filter
 from .gridrec import gridrec, tomopy_available
+from .memory import PeakMemory
 from .metrics import data_residual, psnr, ssim
+from .reconstruct import METHODS, Reconstruction, reconstruct
 from .sirt import sirt
 from .tv import tv, tv_objective
 
 __all__ = ["fbp", "ramp_filter", "angle_weights", "FILTERS", "sirt", "cgls", "tv", "tv_objective",
-           "gridrec", "tomopy_available", "psnr", "ssim", "data_residual"]
+           "gridrec", "tomopy_available", "psnr", "ssim", "data_residual",
+           "reconstruct", "Reconstruction", "METHODS", "PeakMemory"]

@@ -1,0 +1,254 @@
+"""``reconstruct``: one entry point for classical and diffusion reconstructions of a CT scan.
+
+Diffusion methods use a prior's denoiser (a 2D slice prior is applied to every axial slice), draw
+``n_samples`` posterior samples and report their mean and per-voxel standard deviation. Volumes
+are processed in slabs of axial slices (parallel beam: memory grows with the slab, not the
+volume), coupled so that neighbouring slices agree: TV along Z on every denoised estimate
+(:func:`~tomodiff.samplers.z_smoothing`) and overlapping slabs whose shared slices continue the
+previous slab (:func:`~tomodiff.samplers.known_slices`), cross-faded when joined. Finished slabs go
+to a checkpoint file, so an interrupted run resumes where it stopped with the same result.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..io.atomic import atomic_path
+from .memory import PeakMemory
+from .metrics import data_residual
+from .slabs import blend, can_split, plan_slabs, slab_geometry
+
+CLASSICAL = ("fbp", "sirt", "cgls", "tv")
+DIFFUSION = ("pigdm", "dps", "dds", "sdedit")
+METHODS = CLASSICAL + DIFFUSION
+# defaults of each classical method's options (passed through ``options``)
+CLASSICAL_DEFAULTS = {"fbp": {"filter": "hann"}, "sirt": {"n_iter": 100}, "cgls": {"n_iter": 20},
+                      "tv": {"lam": 0.01, "n_iter": 200}}
+
+
+@dataclass
+class Reconstruction:
+    """A reconstruction with its uncertainty, cost and provenance.
+
+    mean: ``(B, C, *A.domain_shape)`` — the posterior mean (or the classical estimate);
+    std: per-voxel posterior standard deviation, same shape (``None`` for classical methods and
+    single samples); samples: ``(n_samples, B, C, *A.domain_shape)`` when kept;
+    residual: ``‖A·mean − y‖ / ‖y‖``; nfe: denoiser evaluations (each covers a whole slab batch);
+    seconds: wall time; peak_memory_mb: peak memory above the start (CUDA allocator or CPU RSS).
+    """
+
+    mean: torch.Tensor
+    std: torch.Tensor | None
+    samples: torch.Tensor | None
+    residual: float
+    nfe: int
+    seconds: float
+    peak_memory_mb: float
+    provenance: dict = field(default_factory=dict)
+
+    def __repr__(self):
+        return (f"Reconstruction(method={self.provenance.get('method')!r}, mean={tuple(self.mean.shape)}, "
+                f"residual={self.residual:.3g}, nfe={self.nfe}, seconds={self.seconds:.3g})")
+
+
+def _versions() -> dict:
+    from .._version import __version__
+
+    return {"tomodiff": __version__, "torch": torch.__version__, "python": platform.python_version()}
+
+
+def _prior_info(prior) -> dict:
+    if prior is None:
+        return {}
+    info = dict(getattr(prior, "info", {}) or {})
+    return {"name": info.get("name", getattr(prior, "name", type(prior).__name__)),
+            "sha256": info.get("sha256"), "class": type(prior).__name__}
+
+
+def _denoiser_of(prior):
+    if prior is None:
+        raise ValueError("diffusion methods need a prior: pass prior=tomodiff.priors.load('slice-64') "
+                         "or any callable D(x, sigma)")
+    return getattr(prior, "denoiser", prior)
+
+
+def _data_var(prior, default: float) -> float:
+    """The prior's data variance in data units (EDM's σ_data, un-normalised), for ΠGDM/DDS's r_t²."""
+    net = getattr(prior, "net", None)
+    if net is not None and hasattr(net, "sigma_data") and hasattr(net, "scale"):
+        return float(net.sigma_data / net.scale) ** 2
+    return default
+
+
+def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int = 50, n_samples: int = 1,
+                sigma_y: float = 0.0, seed: int = 0, slab: int | None = 16, overlap: int = 4,
+                z_coupling: float = 0.02, keep_samples: bool = False, checkpoint=None,
+                progress: bool = True, **options) -> Reconstruction:
+    """Reconstruct ``y = A(x) + noise`` with a classical or a diffusion method.
+
+    Parameters
+    ----------
+    A: a CT ``Projector`` (or any LinearOperator; slabs need a parallel-beam ``A.geometry``).
+    y: ``(B, C, *A.range_shape)`` line integrals (world units).
+    method: ``"fbp" | "sirt" | "cgls" | "tv"`` (options: ``filter``; ``n_iter``; ``lam``, see
+        :mod:`tomodiff.recon`) or ``"pigdm" | "dps" | "dds" | "sdedit"`` (options as in
+        :func:`tomodiff.samplers.sample_posterior`, e.g. ``zeta`` for dps, ``t0`` for sdedit).
+    prior: for diffusion methods, a prior (``tomodiff.priors.load(name)``) or a denoiser
+        ``D(x, sigma)`` in the volume's units.
+    steps: diffusion steps (NFE per slab); n_samples: posterior samples (mean and std over them).
+    sigma_y: measurement noise std in units of ``y``. seed: everything random derives from it.
+    slab, overlap: slices per slab and slices shared by neighbours (``None``: the whole volume at
+        once). z_coupling: weight of TV along Z on each denoised estimate (0: off).
+    keep_samples: return the individual samples too. checkpoint: a file that stores finished
+        slabs; rerunning with the same arguments resumes from it (it is removed on success).
+    """
+    t0 = time.perf_counter()
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    A.check_measurement(y)
+    geometry = getattr(A, "geometry", None)
+    params = {"method": method, "steps": steps, "n_samples": n_samples, "sigma_y": sigma_y, "seed": seed,
+              "slab": slab, "overlap": overlap, "z_coupling": z_coupling,
+              **{k: v for k, v in options.items() if isinstance(v, (int, float, str, bool, type(None)))}}
+    device = y.device
+    with PeakMemory(device) as mem:
+        if method in CLASSICAL:
+            mean, std, samples, nfe = _classical(A, y, method, options, progress), None, None, 0
+        else:
+            samples, nfe = _diffusion(A, y, method, prior, steps, n_samples, sigma_y, seed, slab, overlap,
+                                      z_coupling, checkpoint, progress, params, options)
+            mean = samples.mean(0)
+            std = samples.std(0, correction=1) if n_samples > 1 else None
+    residual = float(data_residual(A, mean, y).max())
+    provenance = {**params, "options": {k: repr(v) for k, v in options.items()},
+                  "prior": _prior_info(prior) if method in DIFFUSION else {},
+                  "geometry": geometry.to_dict() if geometry is not None else None,
+                  "backend": getattr(A, "backend", None), "versions": _versions(),
+                  "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    return Reconstruction(mean=mean, std=std, samples=samples if keep_samples else None, residual=residual,
+                          nfe=nfe, seconds=time.perf_counter() - t0, peak_memory_mb=mem.peak_mb,
+                          provenance=provenance)
+
+
+def _classical(A, y, method, options, progress):
+    from . import cgls, fbp, sirt, tv
+
+    opts = {**CLASSICAL_DEFAULTS[method], **options}
+    if method == "fbp":
+        return fbp(A, y, **opts)
+    fn = {"sirt": sirt, "cgls": cgls, "tv": tv}[method]
+    return fn(A, y, progress=progress, **opts)
+
+
+def _slab_problem(A, y, start, stop, whole: bool):
+    if whole:
+        return A, y
+    from ..ct import Projector
+
+    return Projector(slab_geometry(A.geometry, start, stop), backend=A.backend), y[..., start:stop, :]
+
+
+def _generators(seed: int, slab_index: int, n_samples: int) -> list[torch.Generator]:
+    # one generator per (slab, sample): a resumed run or a single sample redraws the same numbers
+    return [torch.Generator().manual_seed(int(hashlib.sha256(f"{seed}/{slab_index}/{i}".encode()).hexdigest()[:15], 16))
+            for i in range(n_samples)]
+
+
+def _diffusion(A, y, method, prior, steps, n_samples, sigma_y, seed, slab, overlap, z_coupling, checkpoint,
+               progress, params, options):
+    from ..samplers import known_slices, sample_posterior, z_smoothing
+
+    denoiser = _denoiser_of(prior)
+    volume = len(A.domain_shape) == 3
+    n_slices = A.domain_shape[0] if volume else 1
+    split = volume and slab is not None and can_split(getattr(A, "geometry", None))
+    plan = plan_slabs(n_slices, slab, overlap) if split else [(0, n_slices)]
+    opts = dict(options)
+    if method in ("pigdm", "dds"):
+        opts.setdefault("data_var", _data_var(prior, 1.0))
+    if method == "pigdm":  # a few CG iterations per step suffice for guidance (DESIGN: 10)
+        opts.setdefault("cg_max_iter", 10)
+        opts.setdefault("cg_tol", 1e-3)
+    store = _Checkpoint(checkpoint, {**params, "plan": plan, "y_sha256": _tensor_hash(y)})
+
+    parts, nfe = [], 0
+    bar = _slab_bar(len(plan), progress and len(plan) > 1)
+    for k, (start, stop) in enumerate(plan):
+        done = store.get(k)
+        if done is not None:
+            parts.append(done["samples"].to(device=y.device, dtype=y.dtype))
+            nfe += done["nfe"]
+            bar.update(1)
+            continue
+        A_k, y_k = _slab_problem(A, y, start, stop, whole=not split)
+        guidance = []
+        if volume and z_coupling > 0:
+            guidance.append(z_smoothing(z_coupling))
+        if k > 0 and split:
+            shared = plan[k - 1][1] - start
+            prev = parts[-1][:, :, :, -shared:]  # (n, B, C, shared, Y, X)
+            guidance.append(known_slices(prev.reshape(-1, *prev.shape[2:]), start=0))
+        kw = dict(opts)
+        if method == "sdedit" and kw.get("x_init") is None and getattr(A_k, "geometry", None) is not None:
+            from .fbp import fbp
+            kw["x_init"] = fbp(A_k, y_k, filter="hann", nonneg=True)
+        res = sample_posterior(denoiser, A_k, y_k, method=method, sigma_y=sigma_y, steps=steps,
+                               n_samples=n_samples, generator=_generators(seed, k, n_samples),
+                               guidance=guidance or None, progress=progress, **kw)
+        parts.append(res.samples)
+        nfe += res.nfe
+        store.put(k, {"samples": res.samples, "nfe": res.nfe})
+        bar.update(1)
+    bar.close()
+    out = blend(parts, plan, n_slices) if split else parts[0]
+    store.finish()
+    return out, nfe
+
+
+def _slab_bar(total, enabled):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, desc="slabs", disable=not enabled)
+
+
+def _tensor_hash(t: torch.Tensor) -> str:
+    return hashlib.sha256(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
+
+
+class _Checkpoint:
+    """Finished slabs of one run in a file (written atomically after each slab)."""
+
+    def __init__(self, path, params: dict):
+        self.path = Path(path) if path is not None else None
+        self.key = hashlib.sha256(json.dumps(params, sort_keys=True, default=repr).encode()).hexdigest()
+        self.slabs: dict = {}
+        if self.path is not None and self.path.exists():
+            try:
+                saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            except Exception as err:
+                raise ValueError(f"checkpoint {self.path} could not be read ({err}); delete it to start over") from err
+            if saved.get("key") != self.key:
+                raise ValueError(f"checkpoint {self.path} belongs to a run with other arguments or data; "
+                                 f"delete it or pass another checkpoint path")
+            self.slabs = saved["slabs"]
+
+    def get(self, k):
+        return self.slabs.get(k)
+
+    def put(self, k, value):
+        if self.path is None:
+            return
+        self.slabs[k] = {"samples": value["samples"].detach().cpu(), "nfe": int(value["nfe"])}
+        with atomic_path(self.path) as tmp:
+            torch.save({"key": self.key, "slabs": self.slabs}, tmp)
+
+    def finish(self):
+        if self.path is not None:
+            self.path.unlink(missing_ok=True)

@@ -1,0 +1,66 @@
+"""Split a parallel-beam volume into overlapping slabs of axial slices, and blend them back.
+
+In parallel-beam geometry detector row ``v`` sees only slice ``z = v`` (when rows and slices have
+the same pitch), so a slab of slices with its detector rows is a CT problem of its own: memory then
+grows with the slab, not the volume, and finished slabs can be checkpointed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import torch
+
+
+def plan_slabs(n_slices: int, slab: int, overlap: int) -> list[tuple[int, int]]:
+    """``[(start, stop), ...]`` covering ``range(n_slices)``, each ``slab`` long (the last may be
+    shifted back to fit), consecutive slabs sharing ``overlap`` slices."""
+    if slab < 1 or overlap < 0:
+        raise ValueError(f"slab must be >= 1 and overlap >= 0, got slab={slab}, overlap={overlap}")
+    if slab >= n_slices:
+        return [(0, n_slices)]
+    if overlap >= slab:
+        raise ValueError(f"overlap ({overlap}) must be smaller than the slab ({slab})")
+    out, start = [], 0
+    while True:
+        stop = min(start + slab, n_slices)
+        out.append((max(0, stop - slab), stop))
+        if stop == n_slices:
+            return out
+        start = stop - overlap
+
+
+def slab_geometry(geometry, start: int, stop: int):
+    """The parallel-beam geometry of slices ``start:stop`` and detector rows ``start:stop``."""
+    n = stop - start
+    return dataclasses.replace(geometry, volume_shape=(n, *geometry.volume_shape[1:]),
+                               det_shape=(n, geometry.det_shape[1]))
+
+
+def can_split(geometry) -> bool:
+    """True when detector rows map one-to-one onto axial slices (parallel beam, equal pitch)."""
+    return (geometry is not None and getattr(geometry, "kind", None) == "parallel" and geometry.ndim == 3
+            and geometry.det_shape[0] == geometry.volume_shape[0]
+            and abs(geometry.det_spacing - geometry.voxel_size) <= 1e-9 * geometry.voxel_size)
+
+
+def blend(parts: list[torch.Tensor], plan: list[tuple[int, int]], n_slices: int) -> torch.Tensor:
+    """Join slab results ``(..., Z_k, Y, X)`` into ``(..., n_slices, Y, X)``; overlapping slices are
+    cross-faded linearly from the earlier slab to the later one."""
+    first = parts[0]
+    out = first.new_zeros((*first.shape[:-3], n_slices, *first.shape[-2:]))
+    weight = first.new_zeros(n_slices)
+    for k, ((start, stop), part) in enumerate(zip(plan, parts)):
+        w = torch.ones(stop - start, dtype=first.dtype, device=first.device)
+        if k > 0:  # ramp up over the overlap with the previous slab
+            shared = plan[k - 1][1] - start
+            if shared > 0:
+                w[:shared] = torch.arange(1, shared + 1, dtype=w.dtype, device=w.device) / (shared + 1)
+        if k + 1 < len(plan):  # ramp down over the overlap with the next slab
+            shared = stop - plan[k + 1][0]
+            if shared > 0:
+                w[-shared:] = torch.minimum(w[-shared:], torch.arange(shared, 0, -1, dtype=w.dtype,
+                                                                      device=w.device) / (shared + 1))
+        out[..., start:stop, :, :] += part * w.view(-1, 1, 1)
+        weight[start:stop] += w
+    return out / weight.view(-1, 1, 1)
