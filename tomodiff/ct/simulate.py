@@ -1,0 +1,63 @@
+"""Simulate a CT scan of a volume: geometry from a number of views, projections, noise."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from ..operators import GaussianNoise
+from .geometry import cone_beam, parallel_beam
+from .projector import Projector
+
+
+def scan_geometry(volume_shape, views: int, kind: str = "parallel", *, voxel_size: float = 1.0,
+                  center_offset: float = 0.0):
+    """A standard acquisition of a ``(Z, Y, X)`` volume with ``views`` equally spaced angles.
+
+    parallel: angles over [0, π), detector ``(Z, ⌈√2·max(Y, X)⌉)`` at the voxel pitch, so the whole
+    volume is seen at every angle; cone: a full circle, source at 4 and detector at 2 volume
+    widths from the axis, pixels the size of a voxel magnified to the detector, and just enough
+    of them to cover the volume's shadow from every angle.
+    """
+    if int(views) != views or views < 1:
+        raise ValueError(f"views must be a positive integer, got {views!r}")
+    Z, Y, X = (int(s) for s in volume_shape)
+    width = max(Y, X)
+    u = int(math.ceil(math.sqrt(2) * width))
+    if kind == "parallel":
+        angles = np.linspace(0.0, np.pi, int(views), endpoint=False)
+        return parallel_beam((Z, Y, X), angles, det_shape=(Z, u), voxel_size=voxel_size, det_spacing=voxel_size,
+                             center_offset=center_offset)
+    if kind == "cone":
+        angles = np.linspace(0.0, 2 * np.pi, int(views), endpoint=False)
+        sd, dd = 4.0 * width * voxel_size, 2.0 * width * voxel_size
+        r = 0.5 * math.hypot(Y, X) * voxel_size  # the volume's radius in the rotation plane
+        spacing = voxel_size * (sd + dd) / sd  # one voxel at the axis covers one detector pixel
+        half_u = r * (sd + dd) / math.sqrt(sd * sd - r * r)  # tangent ray of the volume's circle
+        half_v = 0.5 * Z * voxel_size * (sd + dd) / (sd - r)  # top edge at its nearest to the source
+        det = (2 * math.ceil(half_v / spacing) + 2, 2 * math.ceil(half_u / spacing) + 2)
+        return cone_beam((Z, Y, X), angles, det_shape=det, source_distance=sd, detector_distance=dd,
+                         voxel_size=voxel_size, det_spacing=spacing, center_offset=center_offset)
+    raise ValueError(f"geometry must be 'parallel' or 'cone', got {kind!r}")
+
+
+def simulate_scan(volume: torch.Tensor, *, views: int, kind: str = "parallel", noise: float = 0.01,
+                  seed: int = 0, backend: str = "torch", voxel_size: float = 1.0):
+    """Projections of ``volume`` ``(Z, Y, X)`` with Gaussian noise of std ``noise · max(y)``.
+
+    Returns ``(y, geometry, sigma_y)`` with ``y`` of shape ``(1, 1, A, V, U)`` (line integrals in
+    world units) and ``sigma_y`` the absolute noise std.
+    """
+    if volume.dim() != 3:
+        raise ValueError(f"volume must be (Z, Y, X), got shape {tuple(volume.shape)}")
+    if not (math.isfinite(noise) and noise >= 0):
+        raise ValueError(f"noise must be a finite relative std >= 0, got {noise}")
+    geometry = scan_geometry(volume.shape, views, kind, voxel_size=voxel_size)
+    A = Projector(geometry, backend=backend)
+    with torch.no_grad():
+        clean = A.forward(volume[None, None].to(torch.float32))
+    sigma_y = float(noise) * float(clean.max())
+    y = GaussianNoise(sigma_y)(clean, generator=torch.Generator().manual_seed(int(seed)))
+    return y, geometry, sigma_y
