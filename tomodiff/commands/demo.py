@@ -1,0 +1,54 @@
+"""``tomodiff demo``: the main job — sparse-view CT of a held-out phantom, classical vs ΠGDM."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from ._common import add_common, device, emit, info
+
+
+def add_parser(sub):
+    p = sub.add_parser("demo", help="sparse-view CT demo: FBP, SIRT, TV and PiGDM on a held-out phantom",
+                       description="Simulate a noisy 16-view parallel-beam scan of a held-out 64^3 phantom, "
+                                   "reconstruct it with FBP, SIRT, TV and PiGDM (shipped slice prior, "
+                                   "2 posterior samples), print PSNR/SSIM/time/NFE, write HDF5 files "
+                                   "and a PNG of orthogonal slices.")
+    p.add_argument("--phantom", default="shepp_logan_64_a",
+                   help="benchmark-set name or FAMILY:SEED[:SIZE] (default: %(default)s)")
+    p.add_argument("--views", type=int, default=16, help="projection angles (default: %(default)s)")
+    p.add_argument("--noise", type=float, default=0.01, help="noise std relative to max line integral (default: %(default)s)")
+    p.add_argument("--methods", default="fbp,sirt,tv,pigdm", help="comma-separated (default: %(default)s)")
+    p.add_argument("--prior", default="slice-64", help="prior for diffusion methods (default: %(default)s)")
+    p.add_argument("--steps", type=int, default=50, help="diffusion steps (default: %(default)s)")
+    p.add_argument("--samples", type=int, default=2, help="posterior samples (default: %(default)s)")
+    p.add_argument("--out-dir", type=Path, default=Path("out/demo"), help="where files go (default: %(default)s)")
+    add_common(p)
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from ..demos.ct_demo import run_demo, save_figure
+    from ..recon.reconstruct import METHODS
+
+    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    bad = [m for m in methods if m not in METHODS]
+    if bad or not methods:
+        raise ValueError(f"--methods: unknown {bad or 'none given'}; choose from {', '.join(METHODS)}")
+    results, setup = run_demo(phantom=args.phantom, views=args.views, noise=args.noise, methods=methods,
+                              prior_name=args.prior, steps=args.steps, samples=args.samples, seed=args.seed,
+                              out_dir=args.out_dir, device=device(args.device), progress=not args.json)
+    from ..io.volumes import load_volume
+
+    ref, _ = load_volume(args.phantom)
+    figure = save_figure(ref.numpy(), results, args.out_dir / "demo.png")
+    summary = {"setup": setup, "figure": str(figure),
+               "methods": {r.name: {"psnr": round(r.psnr, 3), "ssim": round(r.ssim, 4), "seconds": round(r.seconds, 2),
+                                    "nfe": r.nfe, "peak_memory_mb": round(r.peak_memory_mb, 1),
+                                    "file": str(r.path)} for r in results}}
+    lines = [f"{setup['phantom']} {tuple(setup['shape'])}, {setup['views']} parallel-beam views, "
+             f"noise {setup['noise_relative']:.0%} of max",
+             f"{'method':<8} {'PSNR [dB]':>9} {'SSIM':>6} {'time [s]':>9} {'NFE':>5}"]
+    lines += [f"{r.name:<8} {r.psnr:9.2f} {r.ssim:6.3f} {r.seconds:9.1f} {r.nfe:5d}" for r in results]
+    lines += [f"figure: {figure}", "open in napari: tomodiff view " + " ".join(str(r.path) for r in results)]
+    emit(args, summary, lines)
+    return 0
