@@ -5,8 +5,9 @@ Families (``FAMILIES``): ``shepp_logan`` (modified 3D Shepp–Logan, randomly pe
 ``texture`` (smooth density gradients with trabecular / textured inclusions, which piecewise-constant
 regularisers such as TV represent poorly).
 
-Parameters are drawn from the seed alone, independent of resolution; the largest dimension of the
-volume spans the normalised interval [-1, 1] with isotropic voxels. So ``generate(f, (64,)*3, s)``
+Parameters are drawn from the seed alone, independent of resolution; the larger in-plane dimension
+(Y or X) of the volume spans the normalised interval [-1, 1] with isotropic voxels (objects lie in
+the unit ball, so a thin ``(Z, Y, X)`` volume is a central slab and a tall one has empty ends). So ``generate(f, (64,)*3, s)``
 and ``generate(f, (128,)*3, s)`` are the same object at two resolutions, and
 ``generate_slices(f, (64, 64), s, z=[...])`` are exact slices of it.
 
@@ -57,8 +58,8 @@ def generate(family: str, shape, seed: int) -> torch.Tensor:
 
 
 def generate_slices(family: str, shape2d, seed: int, z) -> torch.Tensor:
-    """Axial slices ``(len(z), Y, X)`` of the phantom ``seed`` at heights ``z`` (normalised units,
-    the volume spans z in [-1, 1] when Z is its largest dimension)."""
+    """Axial slices ``(len(z), Y, X)`` of the phantom ``seed`` at heights ``z`` (normalised units;
+    the object lies within z in [-1, 1])."""
     Y, X = (int(s) for s in shape2d)
     z = np.atleast_1d(np.asarray(z, dtype=np.float64))
     return render(family, draw_params(family, seed), (max(Y, X), Y, X), z=z)

@@ -22,7 +22,8 @@ def axis_coords(n: int, scale: float) -> torch.Tensor:
 
 
 def grid(shape, z: float | list | None = None) -> Grid:
-    """Grid of a ``(Z, Y, X)`` volume (the largest dimension spans [-1, 1], voxels are isotropic).
+    """Grid of a ``(Z, Y, X)`` volume: the larger in-plane dimension (Y or X) spans [-1, 1], voxels are
+    isotropic, so the object always fits the field of view; Z extends as far as the voxel count reaches.
 
     ``z`` overrides the z coordinates (a float or a list of floats, normalised units), which gives
     slices at arbitrary heights with the in-plane sampling of ``shape``.
@@ -30,7 +31,7 @@ def grid(shape, z: float | list | None = None) -> Grid:
     Z, Y, X = (int(s) for s in shape)
     if min(Z, Y, X) < 1:
         raise ValueError(f"grid: shape must be positive, got {shape}")
-    scale = max(Z, Y, X) / 2.0
+    scale = max(Y, X) / 2.0
     zc = axis_coords(Z, scale) if z is None else torch.as_tensor(np.atleast_1d(z), dtype=torch.float32)
     return zc, axis_coords(Y, scale), axis_coords(X, scale)
 

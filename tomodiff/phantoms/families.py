@@ -2,7 +2,7 @@
 
 A family is a pair of functions ``draw(rng) -> params`` (a JSON-serialisable dict, independent of
 resolution) and ``render(params, grid) -> (Z, Y, X) float32`` (values in [0, 1], 1 = densest).
-Coordinates are normalised: the largest volume dimension spans [-1, 1]; (x, y, z) order in params.
+Coordinates are normalised: the larger in-plane dimension spans [-1, 1]; (x, y, z) order in params.
 """
 
 from __future__ import annotations

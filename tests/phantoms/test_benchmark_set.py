@@ -1,0 +1,63 @@
+"""The benchmark set in phantoms/: checksums, regeneration, and seeds disjoint from training."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tomodiff import phantoms as P
+from tomodiff.phantoms import make_benchmark_set as M
+from tomodiff.priors import train as T
+
+BENCH = Path(__file__).resolve().parents[2] / "phantoms"
+MANIFEST = json.loads((BENCH / "manifest.json").read_text())
+ENTRIES = MANIFEST["entries"]
+
+
+def test_manifest_covers_the_families_and_sizes():
+    fams = {e["family"] for e in ENTRIES}
+    assert set(P.FAMILIES) <= fams
+    assert sum(tuple(e["shape"]) == (64, 64, 64) for e in ENTRIES) >= 8
+    assert sum(tuple(e["shape"]) == (128, 128, 128) for e in ENTRIES) >= 2
+    assert sum((BENCH / e["file"]).stat().st_size for e in ENTRIES) < 5e6
+
+
+@pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])
+def test_files_match_manifest_checksums(entry):
+    path = BENCH / entry["file"]
+    assert M.file_sha256(path) == entry["file_sha256"]
+    vol = M.load(path)
+    assert vol.dtype == np.float32 and list(vol.shape) == entry["shape"]
+    assert M.array_sha256(vol) == entry["sha256"]
+    assert vol.min() >= 0 and vol.max() <= 1
+
+
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e["generator"] != "real"][:8:3], ids=lambda e: e["file"])
+def test_files_are_what_the_generator_makes(entry):
+    vol = M.load(BENCH / entry["file"])
+    fresh = P.generate(entry["family"], entry["shape"], entry["seed"]).numpy()
+    np.testing.assert_allclose(vol, fresh, atol=M.QUANT / 2 + 1e-7, rtol=0)
+
+
+def test_seed_ranges_are_disjoint():
+    a, b = P.TRAIN_SEEDS, P.BENCHMARK_SEEDS
+    assert a.stop <= b.start or b.stop <= a.start
+    seeds = [e["seed"] for e in ENTRIES if e["generator"] != "real"]
+    assert seeds and all(s in b for s in seeds)
+    assert MANIFEST["seed_range"] == [b.start, b.stop]
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_training_draws_only_training_seeds(monkeypatch, dims):
+    """Record every phantom seed the training batches use; none may be a benchmark seed."""
+    seen = []
+    real = P.draw_params
+    monkeypatch.setattr(P, "draw_params", lambda family, seed: (seen.append(seed), real(family, seed))[1])
+    cfg = T.TrainConfig(dims=dims, size=16, source_size=16, channels=(8, 16), batch=4, run_seed=123)
+    for step in (0, 1, 10**6):
+        T.make_batch(cfg, step)
+    bench = {e["seed"] for e in ENTRIES}
+    assert len(seen) >= 3
+    assert all(s in P.TRAIN_SEEDS and s not in bench for s in seen)
+    assert all(P.training_seed(r, s, i) in P.TRAIN_SEEDS for r in range(3) for s in range(50) for i in range(8))
