@@ -4,7 +4,6 @@ Dot tests, autograd, batching and gradcheck for every geometry run in the operat
 (tests/operator_cases.py); these tests check that the numbers are the right line integrals.
 """
 
-import math
 import warnings
 
 import numpy as np
