@@ -94,3 +94,10 @@ def test_demo_classical_methods_json(tmp_path, capsys):
     for m in summary["methods"].values():
         assert set(m) >= {"psnr", "ssim", "seconds", "nfe"}
     assert (tmp_path / "demo.png").exists() and (tmp_path / "fbp.h5").exists()
+
+
+def test_cli_method_list_matches_the_library():
+    from tomodiff.commands._common import RECON_METHODS
+    from tomodiff.recon.reconstruct import METHODS
+
+    assert tuple(RECON_METHODS) == tuple(METHODS)

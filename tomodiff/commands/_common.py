@@ -5,6 +5,10 @@ from __future__ import annotations
 import json
 import sys
 
+# the reconstruction methods, listed here so that building the parser imports nothing heavy
+# (tests check it equals tomodiff.recon.reconstruct.METHODS)
+RECON_METHODS = ("fbp", "sirt", "cgls", "tv", "pigdm", "dps", "dds", "sdedit")
+
 
 def add_common(p, *, seed: bool = True):
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: %(default)s)")

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_common, device, emit, info, load_prior
+from ._common import RECON_METHODS, add_common, device, emit, info, load_prior
 
 
 def add_parser(sub):
-    from ..recon.reconstruct import METHODS
-
     p = sub.add_parser("reconstruct", help="reconstruct a sinogram file (project file, DXchange or NXtomo)",
                        description="Reconstruct the sinogram in FILE and write mean (and std, samples) with "
                                    "provenance to OUT. Reports PSNR/SSIM when FILE holds a reference volume.")
     p.add_argument("file", type=Path, help="a tomodiff .h5 file (from simulate) or a DXchange/NXtomo scan")
-    p.add_argument("--method", choices=METHODS, required=True)
+    p.add_argument("--method", choices=RECON_METHODS, required=True)
     p.add_argument("--prior", help="prior name for diffusion methods (e.g. slice-64)")
     p.add_argument("--steps", type=int, default=50, help="diffusion steps = NFE per slab (default: %(default)s)")
     p.add_argument("--samples", type=int, default=1, help="posterior samples (default: %(default)s)")
