@@ -91,6 +91,8 @@ def test_manifest_is_valid_and_registered():
     mf = PluginManifest.from_distribution("tomodiff")
     assert {r.command for r in mf.contributions.readers} == {"tomodiff.get_reader"}
     assert {w.command for w in mf.contributions.writers} == {"tomodiff.write_reconstruction"}
+    assert {s.key for s in mf.contributions.sample_data} == {"phantom", "sparse_view"}
+    assert [w.command for w in mf.contributions.widgets] == ["tomodiff.reconstruction_widget"]
 
 
 def test_view_builds_the_expected_layers_in_grid(project, tmp_path):
@@ -110,15 +112,29 @@ def test_view_builds_the_expected_layers_in_grid(project, tmp_path):
         build_viewer([tmp_path / "missing.h5"], show=False)
 
 
-def test_3d_screenshot_has_content(project, tmp_path):
+def test_3d_screenshot_of_a_sparse_view_reconstruction(tmp_path):
+    """``tomodiff view`` of the sample data in 3D: phantom | 16-view FBP side by side, cut open by a
+    clipping plane, attenuated MIP. Saved to $TOMODIFF_SCREENSHOT_DIR for the README when set."""
+    from tomodiff.napari import sample_data
     from tomodiff.napari.view import build_viewer
 
-    viewer = build_viewer([project], grid=False, ndisplay=3, show=True, error_map=False)
+    (phantom, _, _), = sample_data.phantom()
+    (_, sino_kw, _), (fbp, _, _) = sample_data.sparse_view_reconstruction()
+    # no sinogram in the file: the grid then has exactly two cells
+    path = write_project(tmp_path / "sparse16.h5", ProjectData(
+        geometry=sino_kw["metadata"]["geometry"], reference=phantom, reconstruction={"mean": fbp},
+        provenance={"method": "fbp"}))
+    viewer = build_viewer([path], grid=True, ndisplay=3, show=True, error_map=False)
     try:
+        viewer.window.resize(1000, 560)
+        assert [layer.name for layer in viewer.layers] == ["sparse16: reference", "sparse16: fbp mean"]
         for layer in viewer.layers:
-            layer.visible = layer.name == "recon: pigdm mean"
-        camera = viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
-        camera.angles = (15, 30, 60)
+            assert tuple(layer.scale) == (sample_data.VOXEL_SIZE,) * 3
+            centre = np.mean(layer.extent.world, axis=0)  # clipping planes live in world coordinates
+            layer.rendering, layer.attenuation, layer.contrast_limits = "attenuated_mip", 0.3, (0.0, 0.6)
+            layer.experimental_clipping_planes = [{"position": tuple(centre), "normal": (0, 1, 0), "enabled": True}]
+        viewer.reset_view()
+        viewer.camera.angles = (20, 35, 70)
         shot = viewer.screenshot(canvas_only=True, flash=False)
     finally:
         viewer.close()
@@ -127,7 +143,10 @@ def test_3d_screenshot_has_content(project, tmp_path):
     imsave(tmp_path / "render3d.png", shot)
     gray = shot[..., :3].mean(-1)
     assert shot.ndim == 3 and gray.std() > 5, "screenshot is blank"
-    assert (gray > 50).mean() > 0.01  # the rendered ball covers part of the canvas
+    half = gray.shape[1] // 2
+    for side in (gray[:, :half], gray[:, half:]):  # the phantom and the reconstruction both rendered
+        assert (side > 50).mean() > 0.01
     out = os.environ.get("TOMODIFF_SCREENSHOT_DIR")
-    if out:  # keep a copy (used for the README image)
+    if out:  # keep a copy (the README image)
+        os.makedirs(out, exist_ok=True)
         imsave(os.path.join(out, "napari_render3d.png"), shot)

@@ -115,3 +115,23 @@ def test_bad_input(problem):
         reconstruct(A, y, method="pigdm", progress=False)
     with pytest.raises(ValueError, match="measurement must have shape"):
         reconstruct(A, y[..., :-1], method="fbp")
+
+
+def test_callback_reports_progress_and_can_abort(problem):
+    A, _, y = problem
+    seen = []
+    reconstruct(A, y, method="sirt", n_iter=5, progress=False, callback=lambda d, t: seen.append((d, t)))
+    assert seen == [(k, 5) for k in range(1, 6)]
+    seen.clear()
+    r = reconstruct(A, y, method="pigdm", prior=gaussian_denoiser(), steps=3, slab=6, overlap=2, progress=False,
+                    callback=lambda d, t: seen.append((d, t)))
+    total = 3 * len(plan_slabs(12, 6, 2))
+    assert seen[-1] == (total, total) and all(t == total for _, t in seen)
+    assert "callback" not in r.provenance["options"]
+
+    def stop(done, total):
+        if done == 2:
+            raise InterruptedError("cancelled")
+
+    with pytest.raises(InterruptedError):
+        reconstruct(A, y, method="tv", progress=False, callback=stop)

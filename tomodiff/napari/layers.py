@@ -56,19 +56,46 @@ def project_layers(path, *, error_map: bool = True) -> list[tuple]:
         layers.append((s, dict(name=f"{stem}: samples", colormap="gray", contrast_limits=volume_limits,
                                scale=(1.0,) + _scale(data, s.ndim - 1), visible=False), "image"))
     if data.sinogram is not None:
-        layers.append((data.sinogram, dict(name=f"{stem}: sinogram", colormap="gray",
-                                           contrast_limits=_limits(data.sinogram), visible=False), "image"))
+        layers.append(sinogram_layer(data.sinogram, data.geometry, data.provenance.get("sigma_y"),
+                                     name=f"{stem}: sinogram"))
+    return layers
+
+
+def sinogram_layer(sino: np.ndarray, geometry: dict | None, sigma_y: float | None, *, name: str,
+                   visible: bool = False) -> tuple:
+    """A sinogram layer ``(A, U)`` or ``(A, V, U)`` that the reconstruction widget can reconstruct:
+    its ``metadata`` holds ``geometry`` (a ``Geometry.to_dict()``) and ``sigma_y`` (or ``None``).
+    Hidden by default: it lives in detector space, not volume space."""
+    return (sino, dict(name=name, colormap="gray", contrast_limits=_limits(sino), visible=visible,
+                       metadata={"geometry": geometry, "sigma_y": sigma_y}), "image")
+
+
+def result_layers(prefix: str, method: str, mean: np.ndarray, std: np.ndarray | None, *,
+                  voxel_size: float = 1.0, contrast_limits=None, metadata: dict | None = None) -> list[tuple]:
+    """Layers of a fresh reconstruction: ``"{prefix}: {method} mean"`` and, when there is one,
+    ``"{prefix}: {method} std (uncertainty)"``, scaled by the voxel size."""
+    scale = (float(voxel_size),) * mean.ndim
+    layers = [(mean, dict(name=f"{prefix}: {method} mean", colormap="gray", scale=scale, metadata=dict(metadata or {}),
+                          contrast_limits=list(contrast_limits) if contrast_limits else _limits(mean)), "image")]
+    if std is not None:
+        layers.append((std, dict(name=f"{prefix}: {method} std (uncertainty)", colormap="magma", scale=scale,
+                                 metadata=dict(metadata or {}), contrast_limits=_limits(std, 0, 99.5)), "image"))
     return layers
 
 
 def scan_layers(path) -> list[tuple]:
     """A DXchange/NXtomo scan as one layer of line integrals ``(A, V, U)``."""
+    from ..ct import parallel_beam
     from ..io import normalize, read_scan
 
     scan = read_scan(path)
     p = normalize(scan, clamp_gain=1e-3)
+    _, rows, cols = p.shape
+    # the geometry `tomodiff reconstruct` assumes for raw scans: parallel beam, axis at the detector centre
+    geometry = parallel_beam((rows, cols, cols), scan.angles, det_shape=(rows, cols)).to_dict()
     return [(p, dict(name=f"{Path(path).stem}: projections (−log)", colormap="gray",
-                     contrast_limits=_limits(p), metadata={"angles_rad": scan.angles.tolist()}), "image")]
+                     contrast_limits=_limits(p), metadata={"angles_rad": scan.angles.tolist(),
+                                                           "geometry": geometry, "sigma_y": None}), "image")]
 
 
 def file_kind(path) -> str | None:

@@ -94,7 +94,7 @@ def _data_var(prior, default: float) -> float:
 def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int = 50, n_samples: int = 1,
                 sigma_y: float = 0.0, seed: int = 0, slab: int | None = 16, overlap: int = 4,
                 z_coupling: float = 0.02, keep_samples: bool = False, checkpoint=None,
-                progress: bool = True, **options) -> Reconstruction:
+                progress: bool = True, callback=None, **options) -> Reconstruction:
     """Reconstruct ``y = A(x) + noise`` with a classical or a diffusion method.
 
     Parameters
@@ -112,6 +112,8 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int = 50,
         once). z_coupling: weight of TV along Z on each denoised estimate (0: off).
     keep_samples: return the individual samples too. checkpoint: a file that stores finished
         slabs; rerunning with the same arguments resumes from it (it is removed on success).
+    callback: ``callback(done, total)`` after every iteration or diffusion step (``total`` =
+        iterations, or slabs × steps); an exception raised in it aborts the run (e.g. to cancel).
     """
     t0 = time.perf_counter()
     if method not in METHODS:
@@ -124,10 +126,10 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int = 50,
     device = y.device
     with PeakMemory(device) as mem:
         if method in CLASSICAL:
-            mean, std, samples, nfe = _classical(A, y, method, options, progress), None, None, 0
+            mean, std, samples, nfe = _classical(A, y, method, options, progress, callback), None, None, 0
         else:
             samples, nfe = _diffusion(A, y, method, prior, steps, n_samples, sigma_y, seed, slab, overlap,
-                                      z_coupling, checkpoint, progress, params, options)
+                                      z_coupling, checkpoint, progress, params, options, callback)
             mean = samples.mean(0)
             std = samples.std(0, correction=1) if n_samples > 1 else None
     residual = float(data_residual(A, mean, y).max())
@@ -141,15 +143,20 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int = 50,
                           provenance=provenance)
 
 
-def _classical(A, y, method, options, progress):
+def _classical(A, y, method, options, progress, callback):
     from . import cgls, fbp, sirt, tv
 
     opts = {**CLASSICAL_DEFAULTS[method], **options}
+    if callback is not None and method != "fbp":
+        opts["callback"] = lambda k, x: callback(k, opts["n_iter"])
     if method == "tv" and "lam" not in opts:
         n_views = A.geometry.n_angles if hasattr(A, "geometry") else 16
         opts["lam"] = TV_LAM_PER_VIEW * n_views
     if method == "fbp":
-        return fbp(A, y, **opts)
+        out = fbp(A, y, **opts)
+        if callback is not None:
+            callback(1, 1)
+        return out
     fn = {"sirt": sirt, "cgls": cgls, "tv": tv}[method]
     return fn(A, y, progress=progress, **opts)
 
@@ -169,7 +176,7 @@ def _generators(seed: int, slab_index: int, n_samples: int) -> list[torch.Genera
 
 
 def _diffusion(A, y, method, prior, steps, n_samples, sigma_y, seed, slab, overlap, z_coupling, checkpoint,
-               progress, params, options):
+               progress, params, options, callback=None):
     from ..samplers import known_slices, sample_posterior, z_smoothing
 
     denoiser = _denoiser_of(prior)
@@ -206,9 +213,13 @@ def _diffusion(A, y, method, prior, steps, n_samples, sigma_y, seed, slab, overl
         if method == "sdedit" and kw.get("x_init") is None and getattr(A_k, "geometry", None) is not None:
             from .fbp import fbp
             kw["x_init"] = fbp(A_k, y_k, filter="hann", nonneg=True)
+        if callback is not None:
+            kw["callback"] = lambda info, k=k: callback(k * steps + info["i"] + 1, len(plan) * steps)
         res = sample_posterior(denoiser, A_k, y_k, method=method, sigma_y=sigma_y, steps=steps,
                                n_samples=n_samples, generator=_generators(seed, k, n_samples),
                                guidance=guidance or None, progress=progress, **kw)
+        if callback is not None:
+            callback((k + 1) * steps, len(plan) * steps)  # sdedit runs only part of the steps
         parts.append(res.samples)
         nfe += res.nfe
         store.put(k, {"samples": res.samples, "nfe": res.nfe})
