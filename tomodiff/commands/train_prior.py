@@ -1,0 +1,63 @@
+"""``tomodiff train-prior``: train (or resume) a diffusion prior; ``--export`` writes its weights file."""
+
+from __future__ import annotations
+
+
+def add_parser(sub):
+    p = sub.add_parser("train-prior", help="train or resume an EDM U-Net prior on phantoms or volume files",
+                       description="Train a slice (2D) or patch (3D) diffusion prior into OUT_DIR, checkpointing "
+                                   "every few minutes; running it again on the same OUT_DIR resumes.")
+    p.add_argument("out_dir", help="run directory (checkpoint.pt, train.log, sample grids)")
+    p.add_argument("--name", default="slice-64")
+    p.add_argument("--dims", type=int, choices=(2, 3), default=2, help="2: slice prior, 3: patch prior")
+    p.add_argument("--size", type=int, default=64, help="slice / patch edge in voxels")
+    p.add_argument("--source-size", type=int, default=64, help="3D: edge of the phantoms patches are cut from")
+    p.add_argument("--channels", default="16,32,64,96", help="U-Net widths per level, comma-separated")
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--noise", choices=("karras", "cosine"), default="karras", help="training σ distribution")
+    p.add_argument("--steps", type=int, default=1_000_000, help="stop at this total step count")
+    p.add_argument("--max-minutes", type=float, default=None, help="stop after this much wall time (this session)")
+    p.add_argument("--checkpoint-minutes", type=float, default=5.0)
+    p.add_argument("--seed", type=int, default=0, help="run seed (phantom seeds derive from it)")
+    p.add_argument("--families", default=None, help="comma-separated phantom families (default: all)")
+    p.add_argument("--data", nargs="+", default=None, help=".npy/.npz/.h5 volumes in [0, 1] instead of phantoms")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--device", default="auto", help="auto, cpu or cuda[:i]")
+    p.add_argument("--grid-samples", type=int, default=16, help="unconditional samples in the final PNG grid")
+    p.add_argument("--no-progress", action="store_true", help="no tqdm bar (the log file is still written)")
+    p.add_argument("--export", metavar="WEIGHTS", default=None,
+                   help="do not train: write OUT_DIR's EMA weights to this prior file and exit")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from ..priors.train import TrainConfig, export, train
+
+    if args.export:
+        path = export(Path(args.out_dir) / "checkpoint.pt", args.export)
+        print(f"wrote {path}")
+        return 0
+    kw = {}
+    if args.families:
+        kw["families"] = tuple(f.strip() for f in args.families.split(","))
+    cfg = TrainConfig(name=args.name, dims=args.dims, size=args.size, source_size=args.source_size,
+                      channels=tuple(int(c) for c in args.channels.split(",")), batch=args.batch, lr=args.lr,
+                      noise=args.noise, steps=args.steps, max_minutes=args.max_minutes,
+                      checkpoint_minutes=args.checkpoint_minutes, run_seed=args.seed, data=args.data,
+                      threads=args.threads or None, device=args.device, grid_samples=args.grid_samples, **kw)
+    ckpt = train(cfg, args.out_dir, progress=not args.no_progress)
+    print(f"checkpoint: {ckpt}")
+    return 0
+
+
+if __name__ == "__main__":  # python -m tomodiff.commands.train_prior OUT_DIR ... (before cli.py registers it)
+    import argparse
+    import sys
+
+    parser = argparse.ArgumentParser(prog="tomodiff")
+    add_parser(parser.add_subparsers(dest="command"))
+    ns = parser.parse_args(["train-prior", *sys.argv[1:]])
+    sys.exit(ns.func(ns))

@@ -1,0 +1,110 @@
+"""EDM preconditioning (Karras et al. 2022) around a network, in the phantoms' [0, 1] data scale.
+
+Notation (EDM paper, Table 1): σ_data ``sigma_data``; c_skip = σ_d²/(σ²+σ_d²);
+c_out = σ·σ_d/√(σ²+σ_d²); c_in = 1/√(σ²+σ_d²); c_noise = ln(σ)/4;
+D(x; σ) = c_skip·x + c_out·F(c_in·x; c_noise); training weight λ(σ) = 1/c_out².
+
+The network works in a normalised space ``u = (x - offset) * scale`` (``offset=0.5, scale=2`` maps
+[0, 1] to [-1, 1]); :class:`EDMDenoiser` converts data and σ both ways, so callers see the
+variance-exploding contract ``x = x0 + σ·n`` in data units.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn as nn
+
+
+def sigma_per_sample(sigma, x: torch.Tensor) -> torch.Tensor:
+    """σ (float, 0-d, ``(B,)`` or anything with B elements broadcastable over the batch) ->
+    ``(B, 1, ..., 1)`` tensor on x's device and dtype."""
+    s = torch.as_tensor(sigma, dtype=x.dtype, device=x.device)
+    B = x.shape[0]
+    if s.numel() == 1:
+        s = s.reshape(1).expand(B)
+    elif s.numel() == B:
+        s = s.reshape(B)
+    else:
+        raise ValueError(f"sigma with shape {tuple(s.shape)} does not match a batch of {B}")
+    return s.view(B, *([1] * (x.dim() - 1)))
+
+
+class EDMDenoiser(nn.Module):
+    """``D(x, sigma) -> x0_hat`` in data units, wrapping a network ``F(u, c_noise)``.
+
+    x: ``(B, C, *spatial)`` in data units (phantoms: [0, 1]); sigma: noise std in data units,
+    float or B values. Returns a tensor shaped like x. Differentiable in x.
+    """
+
+    def __init__(self, net: nn.Module, sigma_data: float = 0.5, offset: float = 0.5, scale: float = 2.0):
+        super().__init__()
+        self.net = net
+        self.sigma_data, self.offset, self.scale = float(sigma_data), float(offset), float(scale)
+
+    def precond(self, u: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+        """Preconditioned denoiser in the normalised space; ``s`` is ``(B, 1, ...)`` (normalised σ)."""
+        sd = self.sigma_data
+        s = s.clamp_min(1e-8)
+        c_skip = sd ** 2 / (s ** 2 + sd ** 2)
+        c_out = s * sd / (s ** 2 + sd ** 2).sqrt()
+        c_in = 1.0 / (s ** 2 + sd ** 2).sqrt()
+        c_noise = s.reshape(-1).log() / 4
+        return c_skip * u + c_out * self.net(c_in * u, c_noise).to(u.dtype)
+
+    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+        s = sigma_per_sample(sigma, x) * self.scale
+        dtype = next(self.net.parameters()).dtype
+        u = ((x - self.offset) * self.scale).to(dtype)
+        return (self.precond(u, s.to(dtype)) / self.scale + self.offset).to(x.dtype)
+
+    def loss(self, u0: torch.Tensor, s: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+        """EDM training loss (per sample, ``(B,)``) on clean normalised data ``u0`` at normalised σ ``s``."""
+        sd = self.sigma_data
+        w = (s ** 2 + sd ** 2) / (s * sd) ** 2
+        d = self.precond(u0 + s * noise, s)
+        return (w * (d - u0) ** 2).flatten(1).mean(1)
+
+
+def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:
+    """EDM's sampling schedule: n decreasing σ from sigma_max to sigma_min, then a final 0."""
+    i = torch.arange(n, dtype=torch.float64) / max(n - 1, 1)
+    s = (sigma_max ** (1 / rho) + i * (sigma_min ** (1 / rho) - sigma_max ** (1 / rho))) ** rho
+    return torch.cat([s, torch.zeros(1, dtype=torch.float64)])
+
+
+@torch.no_grad()
+def heun_sample(denoiser, shape, *, steps: int = 18, sigma_min: float = 0.002, sigma_max: float = 40.0,
+                generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """Unconditional EDM Heun sampler (Karras 2022, Alg. 1, deterministic). σ values are in the
+    denoiser's data units; ``shape`` includes the batch. Returns the final sample. For training
+    previews; the package's samplers live in ``tomodiff.samplers``."""
+    sig = karras_sigmas(steps, sigma_min, sigma_max)
+    x = torch.randn(shape, generator=generator, dtype=torch.float32).to(device) * sig[0].item()
+    for i in range(steps):
+        s, s_next = sig[i].item(), sig[i + 1].item()
+        # 1. Euler step along dx/dσ = (x - D(x; σ)) / σ
+        d = (x - denoiser(x, s)) / s
+        x_next = x + (s_next - s) * d
+        # 2. second-order (Heun) correction except at the last step (σ_next = 0)
+        if s_next > 0:
+            d2 = (x_next - denoiser(x_next, s_next)) / s_next
+            x_next = x + (s_next - s) * 0.5 * (d + d2)
+        x = x_next
+    return x
+
+
+def lognormal_sigma(n: int, generator: torch.Generator, p_mean: float = -1.2, p_std: float = 1.2) -> torch.Tensor:
+    """EDM's training distribution: ln σ ~ N(p_mean, p_std²) (normalised units)."""
+    return (torch.randn(n, generator=generator) * p_std + p_mean).exp()
+
+
+def cosine_sigma(n: int, generator: torch.Generator, sigma_min: float = 0.002, sigma_max: float = 80.0) -> torch.Tensor:
+    """σ of the cosine schedule at t ~ U(0, 1): σ = tan(π t / 2), clipped to [sigma_min, sigma_max]."""
+    t = torch.rand(n, generator=generator)
+    lo, hi = math.atan(sigma_min) * 2 / math.pi, math.atan(sigma_max) * 2 / math.pi
+    return torch.tan((lo + (hi - lo) * t) * math.pi / 2)
+
+
+NOISE_DISTRIBUTIONS = {"karras": lognormal_sigma, "cosine": cosine_sigma}

@@ -1,0 +1,300 @@
+"""Training of EDM-preconditioned U-Net priors on phantoms (generated on the fly) or volume files.
+
+``train(TrainConfig(...), out_dir)`` runs until ``steps`` or ``max_minutes``, checkpointing
+``out_dir/checkpoint.pt`` every ``checkpoint_minutes`` (atomically) and on exit; calling it again on
+the same directory resumes exactly where the checkpoint left off (the batch and noise of every step
+are functions of ``(run_seed, step)`` only). It logs to ``out_dir/train.log`` and ends with a PNG
+grid of unconditional samples from the EMA weights. ``export(out_dir/checkpoint.pt, weights.pt)``
+writes the small EMA-only file that :mod:`tomodiff.priors.registry` loads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .. import phantoms
+from .edm import NOISE_DISTRIBUTIONS, EDMDenoiser, heun_sample
+from .unet import UNet, n_params
+
+OFFSET, SCALE = 0.5, 2.0  # [0, 1] data -> [-1, 1] network space
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run (stored in every checkpoint).
+
+    dims: 2 (slice prior, ``size``² slices) or 3 (patch prior, ``size``³ patches cropped from
+    ``source_size``³ phantoms). data: None = phantoms of ``families`` on the fly, else a path (or
+    list) of .npy/.npz/.h5 volumes in [0, 1]. noise: "karras" (log-normal σ) or "cosine".
+    """
+    name: str = "slice-64"
+    dims: int = 2
+    size: int = 64
+    source_size: int = 64
+    channels: tuple = (16, 32, 64, 96)
+    emb_dim: int = 128
+    batch: int = 32
+    lr: float = 5e-4
+    warmup: int = 200
+    ema_decay: float = 0.998
+    noise: str = "karras"
+    steps: int = 1_000_000
+    max_minutes: float | None = None
+    checkpoint_minutes: float = 5.0
+    run_seed: int = 0
+    families: tuple = phantoms.FAMILIES
+    data: str | list | None = None
+    sigma_data: float | None = None
+    threads: int | None = 1
+    device: str = "auto"
+    grid_samples: int = 16
+
+    def __post_init__(self):
+        self.channels, self.families = tuple(self.channels), tuple(self.families)
+        if self.dims not in (2, 3):
+            raise ValueError(f"dims must be 2 or 3, got {self.dims}")
+        if self.noise not in NOISE_DISTRIBUTIONS:
+            raise ValueError(f"noise must be one of {list(NOISE_DISTRIBUTIONS)}, got {self.noise!r}")
+        bad = [f for f in self.families if f not in phantoms.FAMILIES]
+        if bad:
+            raise ValueError(f"unknown families {bad}; choose from {phantoms.FAMILIES}")
+        if self.size % 2 ** (len(self.channels) - 1):
+            raise ValueError(f"size {self.size} must be divisible by {2 ** (len(self.channels) - 1)}")
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["channels"], d["families"] = list(self.channels), list(self.families)
+        return d
+
+
+# -- data ------------------------------------------------------------------------------------------
+def load_volumes(paths, key: str | None = None) -> list[torch.Tensor]:
+    """Read ``(Z, Y, X)`` volumes from .npy (3D or a 4D stack), .npz (every array) or .h5 (every 3D
+    dataset, or the one named ``key``) files or directories of them; values clipped to [0, 1]."""
+    import h5py
+
+    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
+    files = []
+    for p in map(Path, paths):
+        files += sorted(q for q in p.iterdir() if q.suffix in (".npy", ".npz", ".h5", ".hdf5")) if p.is_dir() else [p]
+    arrays = []
+    for f in files:
+        if not f.exists():
+            raise FileNotFoundError(f"training data file not found: {f}")
+        if f.suffix == ".npy":
+            arrays.append(np.load(f))
+        elif f.suffix == ".npz":
+            arrays += list(np.load(f).values())
+        else:
+            with h5py.File(f, "r") as h:
+                found = []
+                h.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and o.ndim == 3 else None)
+                arrays += [h[n][()] for n in ([key] if key else found)]
+    vols = []
+    for a in arrays:
+        a = np.asarray(a, dtype=np.float32)
+        vols += list(a) if a.ndim == 4 else [a] if a.ndim == 3 else []
+    if not vols:
+        raise ValueError(f"no 3D volumes found in {paths}")
+    return [torch.from_numpy(np.clip(v, 0, 1)) for v in vols]
+
+
+def _crop(vol: torch.Tensor, size: int, dims: int, rng: np.random.Generator) -> torch.Tensor:
+    """A random ``size``² axial slice crop (dims=2) or ``size``³ patch (dims=3) of a (Z, Y, X) volume."""
+    Z, Y, X = vol.shape
+    if Y < size or X < size or (dims == 3 and Z < size):
+        raise ValueError(f"volume {tuple(vol.shape)} is smaller than the training size {size}")
+    y, x = int(rng.integers(Y - size + 1)), int(rng.integers(X - size + 1))
+    if dims == 2:
+        return vol[int(rng.integers(Z)), y:y + size, x:x + size][None]
+    z = int(rng.integers(Z - size + 1))
+    return vol[z:z + size, y:y + size, x:x + size][None]
+
+
+def make_batch(cfg: TrainConfig, step: int, volumes: list | None = None) -> torch.Tensor:
+    """Clean batch in data units: ``(B, 1, S, S)`` or ``(B, 1, S, S, S)``; a function of (run_seed, step)."""
+    rng = np.random.default_rng([cfg.run_seed, step, 11])
+    if volumes is not None:
+        return torch.stack([_crop(volumes[int(rng.integers(len(volumes)))], cfg.size, cfg.dims, rng)
+                            for _ in range(cfg.batch)])
+    if cfg.dims == 2:
+        return phantoms.training_slices(cfg.batch, cfg.size, cfg.run_seed, step, families=cfg.families)
+    out, k = [], 0
+    while len(out) < cfg.batch:  # two patches from each generated volume
+        fam = cfg.families[int(rng.integers(len(cfg.families)))]
+        vol = phantoms.generate(fam, (cfg.source_size,) * 3, phantoms.training_seed(cfg.run_seed, step, k))
+        out += [_crop(vol, cfg.size, 3, rng) for _ in range(min(2, cfg.batch - len(out)))]
+        k += 1
+    return torch.stack(out)
+
+
+# -- model -----------------------------------------------------------------------------------------
+def build_denoiser(cfg: TrainConfig | dict, sigma_data: float) -> EDMDenoiser:
+    c = cfg.to_dict() if isinstance(cfg, TrainConfig) else cfg
+    net = UNet(dims=c["dims"], in_channels=1, channels=tuple(c["channels"]), emb_dim=c["emb_dim"])
+    return EDMDenoiser(net, sigma_data=sigma_data, offset=OFFSET, scale=SCALE)
+
+
+def _estimate_sigma_data(cfg: TrainConfig, volumes) -> float:
+    x = torch.cat([make_batch(cfg, 10**9 + i, volumes) for i in range(4)])  # steps never trained on
+    return float(((x - OFFSET) * SCALE).std())
+
+
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+def _save_atomic(obj, path: Path) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    torch.save(obj, tmp)
+    os.replace(tmp, path)
+
+
+def save_sample_grid(denoiser, cfg: TrainConfig, path: Path, n: int, seed: int = 0, steps: int = 18) -> None:
+    """PNG grid of ``n`` unconditional EDM-Heun samples (3D: the middle axial slice of each patch)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dev = next(denoiser.parameters()).device
+    shape = (n, 1) + (cfg.size,) * cfg.dims
+    x = heun_sample(denoiser, shape, steps=steps, sigma_max=40.0 / SCALE, sigma_min=0.002 / SCALE,
+                    generator=torch.Generator().manual_seed(seed), device=dev).cpu()
+    if cfg.dims == 3:
+        x = x[:, :, cfg.size // 2]
+    cols = int(math.ceil(math.sqrt(n)))
+    rows = int(math.ceil(n / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(1.6 * cols, 1.6 * rows))
+    for i, ax in enumerate(np.atleast_1d(axes).ravel()):
+        ax.axis("off")
+        if i < n:
+            ax.imshow(x[i, 0].clamp(0, 1).numpy(), cmap="gray", vmin=0, vmax=1)
+    fig.suptitle(f"{cfg.name}: unconditional samples (EDM Heun, {2 * steps - 1} NFE)", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+# -- the loop --------------------------------------------------------------------------------------
+def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True) -> Path:
+    """Train (or resume) into ``out_dir``; returns the checkpoint path. See the module docstring."""
+    from tqdm import tqdm
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out / "checkpoint.pt"
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    dev = _device(cfg.device)
+    volumes = load_volumes(cfg.data) if cfg.data else None
+
+    state = None
+    if ckpt_path.exists():
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        saved = TrainConfig(**state["config"])
+        # a resumed run keeps its defining settings; only the stopping rule and runtime knobs may change
+        for k in ("steps", "max_minutes", "checkpoint_minutes", "threads", "device", "grid_samples"):
+            setattr(saved, k, getattr(cfg, k))
+        cfg = saved
+    if cfg.sigma_data is None:
+        cfg.sigma_data = _estimate_sigma_data(cfg, volumes)
+
+    with torch.random.fork_rng(devices=[]):  # initial weights depend on run_seed only
+        torch.manual_seed(cfg.run_seed)
+        model = build_denoiser(cfg, cfg.sigma_data).to(dev)
+    ema = build_denoiser(cfg, cfg.sigma_data).to(dev).requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    step, elapsed = 0, 0.0
+    if state is not None:
+        model.load_state_dict(state["model"])
+        ema.load_state_dict(state["ema"])
+        opt.load_state_dict(state["opt"])
+        step, elapsed = state["step"], state["elapsed_s"]
+    else:
+        ema.load_state_dict(model.state_dict())
+
+    def checkpoint():
+        _save_atomic({"config": cfg.to_dict(), "step": step, "elapsed_s": elapsed, "model": model.state_dict(),
+                      "ema": ema.state_dict(), "opt": opt.state_dict(), "n_params": n_params(model.net),
+                      "hardware": _hardware(dev)}, ckpt_path)
+
+    log = open(out / "train.log", "a")
+    log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume at step %d' % step if state else 'start'}: "
+              f"{json.dumps(cfg.to_dict())} params={n_params(model.net)} device={dev}\n")
+    sample_sigma = NOISE_DISTRIBUTIONS[cfg.noise]
+    t_start, t_ckpt, run_loss = time.time(), time.time(), None
+    elapsed0 = elapsed
+    bar = tqdm(total=cfg.steps, initial=step, disable=not progress, dynamic_ncols=True, desc=cfg.name)
+    try:
+        while step < cfg.steps:
+            if cfg.max_minutes is not None and (time.time() - t_start) / 60 >= cfg.max_minutes:
+                break
+            u0 = ((make_batch(cfg, step, volumes) - OFFSET) * SCALE).to(dev)
+            g = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.run_seed, step, 3]).generate_state(1)[0]))
+            s = sample_sigma(u0.shape[0], g).view(-1, *([1] * (u0.dim() - 1))).to(dev)
+            noise = torch.randn(u0.shape, generator=g).to(dev)
+            loss = model.loss(u0, s, noise).mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            for group in opt.param_groups:
+                group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+            opt.step()
+            step += 1
+            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
+            with torch.no_grad():
+                for pe, pm in zip(ema.parameters(), model.parameters()):
+                    pe.lerp_(pm, 1 - decay)
+            lv = float(loss.detach())
+            run_loss = lv if run_loss is None else 0.98 * run_loss + 0.02 * lv
+            elapsed = elapsed0 + time.time() - t_start
+            bar.update(1)
+            bar.set_postfix(loss=f"{run_loss:.4f}")
+            if step % 25 == 0:
+                log.write(f"step {step} loss {lv:.5f} avg {run_loss:.5f} elapsed_s {elapsed:.0f}\n")
+                log.flush()
+            if time.time() - t_ckpt >= cfg.checkpoint_minutes * 60:
+                checkpoint()
+                t_ckpt = time.time()
+    finally:
+        bar.close()
+        checkpoint()
+        log.write(f"# checkpoint at step {step}, elapsed {elapsed:.0f} s\n")
+        log.flush()
+    if grid and cfg.grid_samples > 0:
+        save_sample_grid(ema, cfg, out / f"samples_step{step}.png", cfg.grid_samples)
+    log.close()
+    return ckpt_path
+
+
+def _hardware(dev: torch.device) -> str:
+    if dev.type == "cuda":
+        return torch.cuda.get_device_name(dev)
+    return f"CPU ({os.cpu_count()} cores visible, torch threads {torch.get_num_threads()})"
+
+
+def export(checkpoint, out_path, **meta) -> Path:
+    """Write the EMA weights of a training checkpoint as a prior file (see ``registry.save_prior``)."""
+    from .registry import save_prior
+
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    cfg = state["config"]
+    info = {"name": cfg["name"], "kind": "slice" if cfg["dims"] == 2 else "patch", "size": cfg["size"],
+            "training": {"steps": state["step"], "wall_time_s": round(state["elapsed_s"]), "batch": cfg["batch"],
+                         "hardware": state.get("hardware", "unknown"), "config": cfg},
+            "n_params": state.get("n_params")}
+    info.update(meta)
+    den = build_denoiser(cfg, cfg["sigma_data"])
+    den.load_state_dict(state["ema"])
+    return save_prior(den, cfg, info, out_path)
