@@ -1,8 +1,10 @@
-"""Execute the notebooks (01 and 03, small sizes) with nbclient; each must run without error.
+"""Execute the notebooks (01–04, small sizes) with nbclient; each must run without error.
 
 They need the shipped 2D prior ``slice-64`` and the ``nbclient`` / ``ipykernel`` packages; skipped,
 saying which, when either is missing. ``TOMODIFF_TEST_PRIOR=/path/to/prior.pt`` runs them against
-another prior file (passed to the notebooks as ``TOMODIFF_PRIOR``). The committed notebooks must
+another prior file (passed to the notebooks as ``TOMODIFF_PRIOR``). Notebook 04 also needs the
+Diamond I13 scan (``diamond_i13_24737/24737_raw.npz`` under ``$TOMODIFF_SHARED_DATA``, else
+``../shared/data`` beside the repository) and is skipped without it. The committed notebooks must
 carry no outputs (they are written by ``notebooks/build_notebooks.py``).
 """
 
@@ -16,8 +18,16 @@ from pathlib import Path
 import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-FILES = ["01_image_tasks.ipynb", "03_custom_guidance.ipynb"]
+FILES = ["01_image_tasks.ipynb", "02_sparse_view_ct_3d.ipynb", "03_custom_guidance.ipynb",
+         "04_real_data_diamond_i13.ipynb"]
 PRIOR = os.environ.get("TOMODIFF_TEST_PRIOR", "slice-64")
+# real data used by a notebook: file name -> path relative to the shared data folder
+NEEDS_DATA = {"04_real_data_diamond_i13.ipynb": "diamond_i13_24737/24737_raw.npz"}
+
+
+def _shared_data() -> Path:
+    """The shared data folder, as the notebooks find it ($TOMODIFF_SHARED_DATA or ../../shared/data)."""
+    return Path(os.environ.get("TOMODIFF_SHARED_DATA", NOTEBOOKS.parents[1] / "shared" / "data"))
 
 
 def _prior_available() -> bool:
@@ -44,8 +54,13 @@ def test_notebook_executes(name, monkeypatch):
     if not _prior_available():
         pytest.skip(f"the 2D prior {PRIOR!r} is not installed (tomodiff/priors/weights/slice-64.pt ships with "
                     "the trained prior; TOMODIFF_TEST_PRIOR=/path/to/prior.pt tests another file)")
+    if name in NEEDS_DATA and not (_shared_data() / NEEDS_DATA[name]).is_file():
+        pytest.skip(f"{name} needs {_shared_data() / NEEDS_DATA[name]} (set TOMODIFF_SHARED_DATA to the folder "
+                    "that holds it)")
     if PRIOR.endswith(".pt"):
         monkeypatch.setenv("TOMODIFF_PRIOR", os.path.abspath(PRIOR))
+    if "TOMODIFF_SHARED_DATA" in os.environ:  # a relative path must not depend on the kernel's working dir
+        monkeypatch.setenv("TOMODIFF_SHARED_DATA", os.path.abspath(os.environ["TOMODIFF_SHARED_DATA"]))
     nb = nbformat.read(NOTEBOOKS / name, as_version=4)
     t0 = time.perf_counter()
     nbclient.NotebookClient(nb, timeout=120, kernel_name="python3",
