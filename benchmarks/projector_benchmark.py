@@ -3,11 +3,13 @@
 Compares, in one run and on the same volumes:
   torch   tomodiff's torch backend (cached sparse Joseph matrix, all slices in one product);
   astra   ASTRA's CPU 2D ``linear`` projector looped over z-slices (``direct_FP2D/BP2D``);
-  deepinv ``deepinv.physics.Tomography`` with the slices as its batch (optional package).
+  deepinv ``deepinv.physics.Tomography`` with the slices as its batch (optional package; unnormalised,
+          its default autograd adjoint; run with the first ``--threads`` count).
 Times are the best of ``--repeats`` calls of forward then adjoint on one ``(1, 1, N, N, N)``
 float32 volume, after one warm-up call; the torch backend's one-off matrix build is reported
-separately (``build``). Memory is the process's peak resident set so far (``maxRSS``, from
-``resource``; monotone over the run, so a row's growth over the previous rows is what it added).
+separately (``build``; for deepinv, its constructor). Memory is the process's peak resident set
+so far (``maxRSS``, from ``resource``; monotone over the run, so a row's growth over the previous
+rows is what it added).
 
 Usage:  python benchmarks/projector_benchmark.py --sizes 64,128 --angles 16,60
 """
@@ -15,6 +17,7 @@ Usage:  python benchmarks/projector_benchmark.py --sizes 64,128 --angles 16,60
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import resource
 import time
@@ -71,16 +74,26 @@ def astra_runner(geometry, vol):
 
 
 def deepinv_runner(geometry, vol):
+    # deepinv.physics.Tomography (deepinv 0.5): 2D parallel beam on square (B, C, W, W) images, angles in
+    # degrees, sinogram (B, C, U, A) with U = ceil(sqrt(2)·W) for circle=False (the same U as
+    # parallel_beam's default detector). normalize=False: the raw line integrals, as torch and ASTRA
+    # compute (deepinv's default would rescale A by a power-iteration norm, with a warning).
+    # adjoint_via_backprop is deepinv's default (True): the exact adjoint of A by autograd, built on
+    # the first call (the warm-up). "build" here is the constructor (the sampling grids).
     from deepinv.physics import Tomography
     n = geometry.volume_shape[-1]
+    if geometry.volume_shape[-2] != n or geometry.det_shape[-1] != math.ceil(math.sqrt(2) * n - 1e-9):
+        raise ValueError("deepinv_runner: needs square slices and the default detector width")
+    t0 = time.perf_counter()
     physics = Tomography(angles=torch.tensor(np.degrees(geometry.angles), dtype=torch.float32),
-                         img_width=n, circle=False, device="cpu")
+                         img_width=n, circle=False, normalize=False, adjoint_via_backprop=True, device="cpu")
+    build = time.perf_counter() - t0
     slices = vol[0, 0][:, None]  # (Z, 1, Y, X): the slices as deepinv's batch
 
     def run():
         with torch.no_grad():
             physics.A_adjoint(physics.A(slices))
-    return run, None
+    return run, build
 
 
 def main(argv=None):
@@ -122,7 +135,9 @@ def main(argv=None):
             vol = torch.rand(1, 1, n, n, n, generator=torch.Generator().manual_seed(0))
             t_torch = None
             jobs = [(f"torch-{k}t", "torch", int(k)) for k in args.threads.split(",")] if "torch" in wanted else []
-            jobs += [(name, name, None) for name in wanted if name != "torch"]
+            # deepinv is torch too: it runs with the first --threads count (ASTRA's CPU code is single-threaded)
+            jobs += [(name, name, int(args.threads.split(",")[0]) if name == "deepinv" else None)
+                     for name in wanted if name != "torch"]
             for label, name, threads in jobs:
                 if name in missing or name not in runners:
                     continue
