@@ -61,7 +61,7 @@ def run(args) -> int:
         volumes = [v.strip() for v in args.set.split(",") if v.strip()]
     else:
         volumes = [Path(e["file"]).stem for e in benchmark_manifest()["entries"] if e.get("shape") == [64, 64, 64]]
-    dev = device(args.device)
+    dev = device(args.device, args.threads)
     prior = load_prior(args.prior, dev) if any(m in DIFFUSION for m in methods) else None
     args.out.mkdir(parents=True, exist_ok=True)
     log = open(args.out / "progress.log", "a")

@@ -20,7 +20,7 @@ def add_parser(sub):
                    help="measurement noise std (default: the file's provenance, else 0.01·max|y|)")
     p.add_argument("--iters", type=int, help="iterations of sirt/cgls/tv")
     p.add_argument("--lam", type=float, help="TV weight for --method tv")
-    p.add_argument("--slab", type=int, default=16, help="axial slices per diffusion slab (default: %(default)s)")
+    p.add_argument("--slab", type=int, default=32, help="axial slices per diffusion slab (default: %(default)s)")
     p.add_argument("--checkpoint", type=Path, help="resume file for long diffusion runs")
     p.add_argument("--keep-samples", action="store_true", help="also store the individual samples")
     scan = p.add_argument_group("raw scans (DXchange/NXtomo)")
@@ -78,7 +78,7 @@ def run(args) -> int:
     from ..recon import psnr, reconstruct, ssim
     from ..recon.reconstruct import DIFFUSION
 
-    dev = device(args.device)
+    dev = device(args.device, args.threads)
     y, geometry, ref, sigma_y = load_problem(args)
     y = y.to(dev)
     A = Projector(geometry, device=dev)

@@ -29,7 +29,9 @@ def run(args) -> int:
     from ..ct.simulate import simulate_scan
     from ..io import ProjectData, write_project
     from ..io.volumes import load_volume
+    from ._common import device
 
+    device(args.device, args.threads)
     volume, desc = load_volume(args.phantom or args.volume)
     y, geometry, sigma_y = simulate_scan(volume, views=args.views, kind=args.geometry, noise=args.noise,
                                          seed=args.seed, voxel_size=args.voxel_size)

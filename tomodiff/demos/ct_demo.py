@@ -26,9 +26,12 @@ class MethodResult:
 
 def run_demo(*, phantom: str = "shepp_logan_64_a", views: int = 16, noise: float = 0.01,
              methods=("fbp", "sirt", "tv", "pigdm"), prior_name: str = "slice-64", steps: int = 50,
-             samples: int = 2, seed: int = 0, out_dir: Path = Path("out/demo"), device="cpu",
-             progress: bool = True) -> tuple[list[MethodResult], dict]:
-    """Simulate, reconstruct with each method, write one project file per method; returns results."""
+             samples: int = 2, seed: int = 0, slices: int | None = None, out_dir: Path = Path("out/demo"),
+             device="cpu", progress: bool = True) -> tuple[list[MethodResult], dict, np.ndarray]:
+    """Simulate, reconstruct with each method, write one project file per method.
+
+    ``slices``: keep only that many central axial slices of the phantom (faster). Returns the
+    results, the set-up and the ground-truth volume."""
     from ..ct import Projector
     from ..ct.simulate import simulate_scan
     from ..io import ProjectData, write_project
@@ -37,6 +40,9 @@ def run_demo(*, phantom: str = "shepp_logan_64_a", views: int = 16, noise: float
     from ..recon.reconstruct import DIFFUSION
 
     volume, desc = load_volume(phantom)
+    if slices is not None and 0 < slices < volume.shape[0]:
+        z0 = (volume.shape[0] - slices) // 2
+        volume = volume[z0:z0 + slices].contiguous()
     y, geometry, sigma_y = simulate_scan(volume, views=views, noise=noise, seed=seed)
     y = y.to(device)
     A = Projector(geometry, device=device)
@@ -70,7 +76,7 @@ def run_demo(*, phantom: str = "shepp_logan_64_a", views: int = 16, noise: float
     setup = {"phantom": phantom, "shape": list(volume.shape), "views": views, "noise_relative": noise,
              "sigma_y": sigma_y, "prior": prior_name if prior is not None else None, "steps": steps,
              "samples": samples, "seed": seed}
-    return results, setup
+    return results, setup, ref
 
 
 def save_figure(ref: np.ndarray, results: list[MethodResult], path: Path) -> Path:

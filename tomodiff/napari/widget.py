@@ -24,7 +24,7 @@ from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, Pro
 from ..recon.reconstruct import DIFFUSION, METHODS
 from .layers import result_layers, sinogram_layer
 
-SLAB, OVERLAP = 16, 4  # reconstruct's defaults for diffusion slabs
+SLAB, OVERLAP = 32, 4  # reconstruct's defaults for diffusion slabs
 
 
 class Cancelled(Exception):

@@ -19,6 +19,13 @@ class Prior:
     def name(self) -> str:
         return self.info.get("name", type(self).__name__)
 
+    @property
+    def sigma_max(self) -> float:
+        """Noise level (data units) to start sampling from: EDM's σ_max = 40 in the network's
+        normalised space, the top of what training showed the network (its unconditional-sample
+        grids start there too)."""
+        return 40.0 / self.net.scale
+
     def to(self, device):
         self.net.to(device)
         return self

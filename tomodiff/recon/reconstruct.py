@@ -92,7 +92,7 @@ def _data_var(prior, default: float) -> float:
 
 
 def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int = 50, n_samples: int = 1,
-                sigma_y: float = 0.0, seed: int = 0, slab: int | None = 16, overlap: int = 4,
+                sigma_y: float = 0.0, seed: int = 0, slab: int | None = 32, overlap: int = 4,
                 z_coupling: float = 0.02, keep_samples: bool = False, checkpoint=None,
                 progress: bool = True, callback=None, **options) -> Reconstruction:
     """Reconstruct ``y = A(x) + noise`` with a classical or a diffusion method.
@@ -187,6 +187,8 @@ def _diffusion(A, y, method, prior, steps, n_samples, sigma_y, seed, slab, overl
     opts = dict(options)
     if method in ("pigdm", "dds"):
         opts.setdefault("data_var", _data_var(prior, 1.0))
+    if getattr(prior, "sigma_max", None) is not None:  # start where the prior was trained, not above
+        opts.setdefault("sigma_max", float(prior.sigma_max))
     if method == "pigdm":  # a few CG iterations per step suffice for guidance (DESIGN: 10)
         opts.setdefault("cg_max_iter", 10)
         opts.setdefault("cg_tol", 1e-3)

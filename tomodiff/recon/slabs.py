@@ -13,8 +13,8 @@ import torch
 
 
 def plan_slabs(n_slices: int, slab: int, overlap: int) -> list[tuple[int, int]]:
-    """``[(start, stop), ...]`` covering ``range(n_slices)``, each ``slab`` long (the last may be
-    shifted back to fit), consecutive slabs sharing ``overlap`` slices."""
+    """``[(start, stop), ...]`` covering ``range(n_slices)`` with slabs of ``slab`` slices (the last
+    one may be shorter), consecutive slabs sharing ``overlap`` slices."""
     if slab < 1 or overlap < 0:
         raise ValueError(f"slab must be >= 1 and overlap >= 0, got slab={slab}, overlap={overlap}")
     if slab >= n_slices:
@@ -24,7 +24,7 @@ def plan_slabs(n_slices: int, slab: int, overlap: int) -> list[tuple[int, int]]:
     out, start = [], 0
     while True:
         stop = min(start + slab, n_slices)
-        out.append((max(0, stop - slab), stop))
+        out.append((start, stop))
         if stop == n_slices:
             return out
         start = stop - overlap
