@@ -75,6 +75,24 @@ class ShapedMap:
 
 
 
+def check_measurement(A, y, who: str) -> torch.Tensor:
+    """``y`` must be a finite floating tensor of shape ``(B, C, *A.range_shape)``; the error names
+    ``who``, what was expected and what was received. Works for linear and nonlinear operators."""
+    if not hasattr(A, "range_shape"):
+        raise TypeError(f"{who}: A must be an operator with a range_shape, got {type(A).__name__}")
+    expected = f"(B, C, {', '.join(map(str, A.range_shape))})"
+    if not isinstance(y, torch.Tensor):
+        raise TypeError(f"{who}: y must be a torch.Tensor of shape {expected}, got {type(y).__name__}")
+    if y.dim() != len(A.range_shape) + 2 or tuple(y.shape[2:]) != tuple(A.range_shape):
+        raise ValueError(f"{who}: y must have shape {expected} (the range of {A!r}), got {tuple(y.shape)}")
+    if not y.is_floating_point():
+        raise TypeError(f"{who}: y must be a floating tensor, got {y.dtype}")
+    bad = ~torch.isfinite(y)
+    if bad.any():
+        raise ValueError(f"{who}: y contains NaN or Inf ({int(bad.sum())} of {y.numel()} entries)")
+    return y
+
+
 class _ApplyLinear(torch.autograd.Function):
     """y = A x with dL/dx = Aᵀ dL/dy (and the same for Aᵀ, whose adjoint is A)."""
 

@@ -10,6 +10,7 @@ import torch
 from tqdm.auto import tqdm
 
 from ..operators.base import LinearOperator
+from ..operators.base import check_measurement as _check_measurement
 
 Callback = Callable[[int, torch.Tensor], object]
 
@@ -20,18 +21,10 @@ def check_operator(A, name: str) -> None:
 
 
 def check_measurement(A: LinearOperator, y, name: str) -> torch.Tensor:
-    """``y`` must be a finite real tensor of shape ``(B, C, *A.range_shape)``."""
-    expected = f"(B, C, {', '.join(map(str, A.range_shape))})"
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"{name}: y must be a torch.Tensor of shape {expected}, got {type(y).__name__}")
-    if y.dim() != len(A.range_shape) + 2 or tuple(y.shape[2:]) != A.range_shape:
-        raise ValueError(f"{name}: y must have shape {expected} (the operator's range), "
-                         f"got {tuple(y.shape)}")
+    """``y`` must be a finite float32/float64 tensor of shape ``(B, C, *A.range_shape)``."""
+    _check_measurement(A, y, name)
     if y.dtype not in (torch.float32, torch.float64):
         raise TypeError(f"{name}: y must be float32 or float64, got {y.dtype}")
-    if not bool(torch.isfinite(y).all()):
-        raise ValueError(f"{name}: y contains NaN or Inf "
-                         f"({int((~torch.isfinite(y)).sum())} of {y.numel()} entries)")
     return y
 
 

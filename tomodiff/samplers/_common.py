@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from tqdm.auto import tqdm
 
+from tomodiff.operators.base import check_measurement  # noqa: F401 (re-exported for the samplers)
 from tomodiff.priors.schedules import check_sigmas
 
 __all__ = ["SamplingError", "StepContext", "Guidance", "SumGuidance", "combine"]
@@ -206,22 +207,6 @@ def ancestral_split(sigma: float, sigma_next: float, eta: float) -> tuple[float,
 
 
 # ---------------------------------------------------------------------------- measurements
-def check_measurement(A, y: torch.Tensor, who: str) -> torch.Tensor:
-    """``y`` must be a finite ``(B, C, *A.range_shape)`` floating tensor; raises naming expected vs received."""
-    if not hasattr(A, "range_shape") or not hasattr(A, "domain_shape"):
-        raise TypeError(f"{who}: A must be an operator with domain_shape/range_shape, got {type(A).__name__}")
-    if not isinstance(y, torch.Tensor):
-        raise TypeError(f"{who}: y must be a torch.Tensor, got {type(y).__name__}")
-    expected = f"(B, C, {', '.join(map(str, A.range_shape))})"
-    if y.dim() != len(A.range_shape) + 2 or tuple(y.shape[2:]) != tuple(A.range_shape):
-        raise ValueError(f"{who}: y must have shape {expected} (the range of {A!r}), got {tuple(y.shape)}")
-    if not y.is_floating_point():
-        raise TypeError(f"{who}: y must be a floating tensor, got {y.dtype}")
-    if not torch.isfinite(y).all():
-        raise ValueError(f"{who}: y contains NaN or Inf")
-    return y
-
-
 def check_sigma_y(sigma_y, who: str) -> float:
     try:
         s = float(sigma_y)
