@@ -27,35 +27,25 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from tomodiff.ct import Projector, parallel_beam, thin_sinogram  # noqa: E402
-from tomodiff.io import RawScan, normalize  # noqa: E402
+from tomodiff.demos import diamond_i13  # noqa: E402
 from tomodiff.recon import fbp, sirt  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "diamond_i13_24737" / "24737_raw.npz"
-CENTER_OFFSET = 6.0      # rotation axis at column ≈ 86 (SOURCES.md) vs detector centre 79.5
+CENTER_OFFSET = diamond_i13.CENTER_OFFSET   # rotation axis at column ≈ 86 vs detector centre 79.5
 N_ROWS = 4               # detector rows reconstructed (around the middle): a few slices only
-
-
-def load_sinogram(path: Path, rows: slice) -> tuple[np.ndarray, np.ndarray]:
-    """Line integrals ``(angles, rows, cols)`` float32 and the angles in radians."""
-    z = np.load(path)
-    scan = RawScan(projections=z["proj"].astype(np.float32), flats=z["flat"][None].astype(np.float32),
-                   darks=z["dark"][None].astype(np.float32), angles=np.deg2rad(z["angles_deg"].astype(np.float64)),
-                   source=str(path))
-    # one dead pixel has flat == dark (clamped); the flat is brighter than open air (air patch -> 1)
-    sino = normalize(scan, air_region=(slice(0, 20), slice(0, 20)), clamp_gain=1e-3)
-    return sino[:, rows, :], scan.angles
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--data", type=Path, default=None,
+                        help="24737_raw.npz (default: $TOMODIFF_SHARED_DATA or ../shared/data)")
     parser.add_argument("--out", type=Path, default=Path("diamond_i13_fbp_sirt.png"))
     parser.add_argument("--sirt-iters", type=int, default=200)
     args = parser.parse_args(argv)
 
     mid = 135 // 2
     rows = slice(mid - N_ROWS // 2, mid - N_ROWS // 2 + N_ROWS)
-    sino, angles = load_sinogram(args.data, rows)
+    sino, angles = diamond_i13.line_integrals(args.data)   # flat/dark, air renormalisation, −log
+    sino = sino[:, rows, :]
     n_angles, n_rows, n_cols = sino.shape
     geom = parallel_beam((n_rows, n_cols, n_cols), angles, det_shape=(n_rows, n_cols),
                          center_offset=CENTER_OFFSET)

@@ -454,9 +454,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import torch
 
-from tomodiff.ct import Projector, parallel_beam, thin_sinogram
+from tomodiff.ct import Projector
+from tomodiff.demos import diamond_i13
 from tomodiff.demos.methods import load_prior
-from tomodiff.io import RawScan, normalize
 from tomodiff.recon import psnr, reconstruct, ssim
 
 DATA_ROOT = Path(os.environ.get("TOMODIFF_SHARED_DATA", Path.cwd().parent.parent / "shared" / "data"))
@@ -478,11 +478,10 @@ angles = np.deg2rad(raw["angles_deg"].astype(np.float64))
 print("projections", raw["proj"].shape, raw["proj"].dtype, " flat", raw["flat"].shape, " dark", raw["dark"].shape)
 print(f"angles: {len(angles)} from {raw['angles_deg'][0]}° to {raw['angles_deg'][-1]}°")
 
-scan = RawScan(projections=raw["proj"].astype(np.float32), flats=raw["flat"][None].astype(np.float32),
-               darks=raw["dark"][None].astype(np.float32), angles=angles, source=str(RAW))
 plain = (raw["proj"][0] - raw["dark"]) / np.maximum(raw["flat"] - raw["dark"], 1e-3)
 print(f"air after flat correction alone: {np.median(plain[:20, :20]):.2f}")
-sino = normalize(scan, air_region=(slice(0, 20), slice(0, 20)), clamp_gain=1e-3)   # (angles, rows, columns)
+# flat/dark correction renormalised on the air patch, dead pixel clamped, −log (tomodiff.io.normalize)
+sino, _ = diamond_i13.line_integrals(RAW)                                         # (angles, rows, columns)
 print("line integrals", sino.shape, f"range {sino.min():.2f} .. {sino.max():.2f}; the maximum, −log(1e-4), is the "
       f"dead pixel (clipped transmission) at (row, column) {np.unravel_index(sino[0].argmax(), sino[0].shape)}")'''),
         md("## Which rows, which grid\n\n"
@@ -492,8 +491,8 @@ print("line integrals", sino.shape, f"range {sino.min():.2f} .. {sino.max():.2f}
            "section (radius ≈ 40 pixels) would not fit in that grid; the rows just above the holder "
            "(68–71, red) hold the sample alone, well inside the grid."),
         code('''\
-CENTER_OFFSET = 6.0                  # rotation axis − detector centre, pixels (SOURCES.md: axis ≈ column 86)
-ROW0, N_ROWS = 68, 4                 # detector rows = axial slices
+CENTER_OFFSET = diamond_i13.CENTER_OFFSET   # rotation axis − detector centre: 6 pixels (SOURCES.md)
+ROW0, N_ROWS = 68, 4                        # detector rows = axial slices
 rows = slice(ROW0, ROW0 + N_ROWS)
 
 fig, axes = plt.subplots(1, 3, figsize=(11, 3.4), constrained_layout=True)
@@ -509,18 +508,17 @@ axes[2].set_title(f"sinogram of row {ROW0 + N_ROWS // 2}", fontsize=9)
 axes[2].set_xlabel("detector column"), axes[2].set_ylabel("angle index")
 plt.show()'''),
         md("## The full-angle reference and the sparse scan\n\n"
-           "`parallel_beam` with `center_offset` puts the grid's centre on the rotation axis; the detector keeps "
-           "all 160 columns. The reference is SIRT (200 iterations, non-negative) from all 91 angles on the "
+           "`tomodiff.demos.diamond_i13.load` cuts out the rows and builds a `parallel_beam` geometry whose "
+           "`center_offset` puts the grid's centre on the rotation axis; the detector keeps all 160 columns. The reference is SIRT (200 iterations, non-negative) from all 91 angles on the "
            "same grid. `thin_sinogram` keeps every 8th angle: 12 angles over 180°."),
         code('''\
-y_full = torch.from_numpy(np.ascontiguousarray(sino[:, rows]))[None, None]      # (1, 1, 91, N_ROWS, 160)
-geometry = parallel_beam((N_ROWS, 64, 64), angles, det_shape=(N_ROWS, sino.shape[2]), center_offset=CENTER_OFFSET)
-reference = reconstruct(Projector(geometry), y_full, method="sirt", n_iter=200, nonneg=True, progress=False)
+scan = diamond_i13.load(RAW, row0=ROW0, n_rows=N_ROWS, grid=64)   # y: (1, 1, 91, N_ROWS, 160), 64² grid
+reference = reconstruct(Projector(scan.geometry), scan.y, method="sirt", n_iter=200, nonneg=True, progress=False)
 ref = reference.mean[0, 0]
 print(f"reference: SIRT, 91 angles, residual {reference.residual:.3f}, {reference.seconds:.1f} s, "
       f"values {float(ref.min()):.3f} .. {float(ref.max()):.3f} per pixel")
 
-y, geometry_sparse = thin_sinogram(y_full, geometry, step=8)
+y, geometry_sparse = scan.sparse(8)                                # thin_sinogram: every 8th angle
 A = Projector(geometry_sparse)
 print(f"sparse: {geometry_sparse.n_angles} angles, y {tuple(y.shape)}")'''),
         md("## Scale and noise for the prior\n\n"
@@ -534,13 +532,12 @@ print(f"sparse: {geometry_sparse.n_angles} angles, y {tuple(y.shape)}")'''),
            "- **Noise `σ_y`**: from the air columns at both edges of the detector: the std of differences of "
            "neighbouring columns, divided by √2 (differences remove slow flat-field drifts that are not "
            "noise).\n\n"
+           "`diamond_i13.prior_scaling(A, y)` computes both; `tomodiff benchmark --real diamond_i13` does the "
+           "same for every method.\n\n"
            "Every method below solves the scaled problem, so TV's weight (chosen on [0, 1] phantoms) means the "
            "same here; FBP and SIRT do not care (they are linear, SIRT's non-negativity is scale-free)."),
         code('''\
-sirt_sparse = reconstruct(A, y, method="sirt", n_iter=100, nonneg=True, progress=False).mean
-s = float(torch.quantile(sirt_sparse.flatten(), 0.999))
-air = torch.cat([y[..., 2:30], y[..., -20:]], dim=-1)             # air columns of the sparse scan
-sigma_y = float(air.diff(dim=-1).std() / 2 ** 0.5)
+s, sigma_y = diamond_i13.prior_scaling(A, y)                      # both from the sparse scan only
 print(f"scale s = {s:.4f} per pixel (full-angle reference: max {float(ref.max()):.4f}); "
       f"sigma_y = {sigma_y:.4f} (line integral), {sigma_y / s:.3f} after scaling")'''),
         md("## Sparse-view reconstructions\n\n"
