@@ -55,3 +55,13 @@ def test_set_shorthands(spec, n):
 def test_nothing_to_benchmark_is_an_error(tmp_path, capsys):
     assert main(["benchmark", "--set", "none", "--out", str(tmp_path / "b")]) == 2
     assert "nothing to benchmark" in capsys.readouterr().err
+
+
+def test_groups_keep_real_volumes_apart_from_phantoms():
+    from tomodiff.demos.benchmark import volume_group
+    from tomodiff.io.volumes import load_volume
+
+    head, desc = load_volume("real_head_vtk")
+    assert volume_group(head.shape, desc) == "real CT volume 93×64×64"
+    foam, desc = load_volume("foam:1:16")
+    assert volume_group(foam.shape, desc) == "phantoms 16×16×16"

@@ -3,8 +3,9 @@ scan, as tables and figures.
 
 Every reconstruction is scored in 3D against its ground truth (PSNR, SSIM with data range 1) or,
 for the measured scan, against SIRT from all its angles; with its data residual, wall time, NFE
-and peak memory. Volumes are grouped by their full shape (``64×64×64``, ...). Results go to ``results.csv``,
-``report.md``, ``psnr_vs_views.png`` and ``gallery.png`` in the output directory.
+and peak memory. Volumes are grouped by kind and full shape (``phantoms 64×64×64``, ...).
+Results go to ``results.csv``, ``report.md``, ``psnr_vs_views.png`` and ``gallery.png`` in the
+output directory.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ REAL_GROUP = "Diamond I13 (measured)"
 
 @dataclass
 class Row:
-    group: str          # volumes scored together: their full shape, e.g. "64×64×64", or the real scan
+    group: str          # volumes scored together, e.g. "phantoms 64×64×64", or the measured scan
     volume: str
     views: int
     method: str
@@ -34,8 +35,11 @@ class Row:
     peak_memory_mb: float
 
 
-def shape_group(shape) -> str:
-    return "×".join(str(int(s)) for s in shape)
+def volume_group(shape, description: dict) -> str:
+    """Volumes scored together: simulated phantoms by shape (``phantoms 64×64×64``), real CT
+    volumes (family ``real``) apart from them."""
+    kind = "real CT volume" if description.get("family") == "real" else "phantoms"
+    return f"{kind} " + "×".join(str(int(s)) for s in shape)
 
 
 def _score(group, name, n_views, method, A, y, sigma_y, ref, *, scale=1.0, data_range=1.0, prior=None,
@@ -70,8 +74,8 @@ def run_benchmark(volumes, views, methods, *, prior=None, steps=50, samples=1, n
 
     rows, gallery = [], {}
     for name in volumes:
-        vol, _ = load_volume(name)
-        group = shape_group(vol.shape)
+        vol, description = load_volume(name)
+        group = volume_group(vol.shape, description)
         if slices is not None and slices < vol.shape[0]:
             z0 = (vol.shape[0] - slices) // 2
             vol = vol[z0:z0 + slices].contiguous()
