@@ -199,7 +199,7 @@ def plot_gallery(gallery: dict, path: Path, title: str = "central axial slice, s
             if j == 0:
                 ax.set_ylabel(name, fontsize=6)
     fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 1 - 0.35 / fig.get_figheight()))  # leave the title its own band
     fig.savefig(path, dpi=90)
     plt.close(fig)
     return path
