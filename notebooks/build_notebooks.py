@@ -509,7 +509,8 @@ axes[2].set_xlabel("detector column"), axes[2].set_ylabel("angle index")
 plt.show()'''),
         md("## The full-angle reference and the sparse scan\n\n"
            "`tomodiff.demos.diamond_i13.load` cuts out the rows and builds a `parallel_beam` geometry whose "
-           "`center_offset` puts the grid's centre on the rotation axis; the detector keeps all 160 columns. The reference is SIRT (200 iterations, non-negative) from all 91 angles on the "
+           "`center_offset` puts the grid's centre on the rotation axis; the detector keeps all 160 columns. "
+           "The reference is SIRT (200 iterations, non-negative) from all 91 angles on the "
            "same grid. `thin_sinogram` keeps every 8th angle: 12 angles over 180°."),
         code('''\
 scan = diamond_i13.load(RAW, row0=ROW0, n_rows=N_ROWS, grid=64)   # y: (1, 1, 91, N_ROWS, 160), 64² grid
