@@ -74,7 +74,6 @@ class ShapedMap:
         return out.reshape(*lead, *out_shape)
 
 
-
 def check_measurement(A, y, who: str) -> torch.Tensor:
     """``y`` must be a finite floating tensor of shape ``(B, C, *A.range_shape)``; the error names
     ``who``, what was expected and what was received. Works for linear and nonlinear operators."""
