@@ -4,8 +4,11 @@ They need the shipped 2D prior ``slice-64`` and the ``nbclient`` / ``ipykernel``
 saying which, when either is missing. ``TOMODIFF_TEST_PRIOR=/path/to/prior.pt`` runs them against
 another prior file (passed to the notebooks as ``TOMODIFF_PRIOR``). Notebook 04 also needs the
 Diamond I13 scan (``diamond_i13_24737/24737_raw.npz`` under ``$TOMODIFF_SHARED_DATA``, else
-``../shared/data`` beside the repository) and is skipped without it. The committed notebooks must
-carry no outputs (they are written by ``notebooks/build_notebooks.py``).
+``../shared/data`` beside the repository) and is skipped without it.
+
+Each notebook is a jupytext pair: the percent-format ``.py`` (the file to edit and review) and the
+``.ipynb`` that ``jupytext --sync notebooks/*.py`` writes from it. The pairs must be in sync and the
+committed ``.ipynb`` must carry no outputs.
 """
 
 from __future__ import annotations
@@ -36,6 +39,27 @@ def _prior_available() -> bool:
     from tomodiff.priors import available
 
     return PRIOR in available()
+
+
+def test_every_notebook_is_a_jupytext_pair():
+    ipynb = sorted(p.stem for p in NOTEBOOKS.glob("*.ipynb"))
+    scripts = sorted(p.stem for p in NOTEBOOKS.glob("*.py"))
+    assert ipynb == scripts == sorted(Path(f).stem for f in FILES), "each notebook needs its .py and .ipynb"
+
+
+@pytest.mark.parametrize("name", FILES)
+def test_pair_is_in_sync(name):
+    jupytext = pytest.importorskip("jupytext", reason="install jupytext (dev extra) to check the notebook pairs")
+    nb = json.loads((NOTEBOOKS / name).read_text())
+    assert nb["metadata"].get("jupytext", {}).get("formats") == "ipynb,py:percent", f"{name}: not paired"
+    script = NOTEBOOKS / name.replace(".ipynb", ".py")
+    text = jupytext.read(script, fmt="py:percent")
+    cells = [(c["cell_type"], "".join(c["source"])) for c in nb["cells"]]
+    expected = [(c.cell_type, c.source) for c in text.cells]
+    for i, (got, want) in enumerate(zip(cells, expected)):
+        assert got == want, (f"{name} cell {i} differs from {script.name}: run "
+                             f"`jupytext --sync notebooks/{script.name}` and commit both")
+    assert len(cells) == len(expected), f"{name}: {len(cells)} cells, {script.name}: {len(expected)}; run jupytext --sync"
 
 
 @pytest.mark.parametrize("name", FILES)
