@@ -8,10 +8,11 @@ from ._common import RECON_METHODS, add_common, device, emit, info, load_prior
 
 
 def add_parser(sub):
-    p = sub.add_parser("reconstruct", help="reconstruct a sinogram file (project file, DXchange or NXtomo)",
+    p = sub.add_parser("reconstruct", help="reconstruct a sinogram file (project file, DXchange, NXtomo, TIFF stack)",
                        description="Reconstruct the sinogram in FILE and write mean (and std, samples) with "
                                    "provenance to OUT. Reports PSNR/SSIM when FILE holds a reference volume.")
-    p.add_argument("file", type=Path, help="a tomodiff .h5 file (from simulate) or a DXchange/NXtomo scan")
+    p.add_argument("file", type=Path, help="a tomodiff .h5 file (from simulate), a DXchange/NXtomo scan, or TIFF "
+                                          "projections: a folder, a quoted glob ('proj/*.tif') or a scan folder")
     p.add_argument("--method", choices=RECON_METHODS, required=True)
     p.add_argument("--prior", help="prior name for diffusion methods (e.g. slice-64)")
     p.add_argument("--steps", type=int, default=50, help="diffusion steps = NFE per slab (default: %(default)s)")
@@ -23,7 +24,11 @@ def add_parser(sub):
     p.add_argument("--slab", type=int, default=32, help="axial slices per diffusion slab (default: %(default)s)")
     p.add_argument("--checkpoint", type=Path, help="resume file for long diffusion runs")
     p.add_argument("--keep-samples", action="store_true", help="also store the individual samples")
-    scan = p.add_argument_group("raw scans (DXchange/NXtomo)")
+    scan = p.add_argument_group("raw scans (DXchange/NXtomo, TIFF stacks)")
+    scan.add_argument("--flats", help="TIFF flat (open-beam) frames: a folder or a quoted glob")
+    scan.add_argument("--darks", help="TIFF dark frames: a folder or a quoted glob")
+    scan.add_argument("--angles", help="TIFF scans: START:STOP:COUNT in degrees (both ends included, e.g. 0:180:181) "
+                                       "or a text file of angles in degrees")
     scan.add_argument("--center-offset", type=float, default=0.0, help="rotation axis minus detector centre, pixels")
     scan.add_argument("--thin", type=int, default=1, help="keep every N-th angle (sparse view)")
     scan.add_argument("--rows", help="detector rows START:STOP to reconstruct (default: all)")
@@ -41,11 +46,14 @@ def load_problem(args):
     from ..io import normalize, read_project, read_scan, require
     from ..napari.layers import file_kind
 
-    kind = file_kind(args.file) if args.file.exists() else None
+    scan = tiff_scan(args)
+    kind = "tiff" if scan is not None else file_kind(args.file) if args.file.exists() else None
     if kind is None:
         if not args.file.exists():
             raise FileNotFoundError(f"{args.file}: no such file")
         raise ValueError(f"{args.file}: not a tomodiff project file nor a DXchange/NXtomo scan")
+    if kind != "tiff" and (args.flats or args.darks or args.angles):
+        raise ValueError(f"{args.file}: --flats, --darks and --angles are for TIFF stacks; an HDF5 file holds its own")
     if kind == "project":
         data = read_project(args.file)
         sino = require(data, "sinogram", args.file)
@@ -57,7 +65,8 @@ def load_problem(args):
             from ..ct import thin_sinogram
             y, geometry = thin_sinogram(y, geometry, step=args.thin)
         return y, geometry, ref, sigma_y
-    scan = read_scan(args.file)
+    if scan is None:
+        scan = read_scan(args.file)
     if args.thin > 1:
         scan = scan.thin(step=args.thin)
     p = normalize(scan, clamp_gain=1e-3)
@@ -67,6 +76,22 @@ def load_problem(args):
     A_, V, U = p.shape
     geometry = parallel_beam((V, U, U), scan.angles, det_shape=(V, U), center_offset=args.center_offset)
     return torch.from_numpy(p)[None, None], geometry, None, None
+
+
+def tiff_scan(args):
+    """The :class:`~tomodiff.io.RawScan` of a TIFF-stack FILE (folder, glob, .tif file or scan folder),
+    or ``None`` when FILE is an HDF5 file."""
+    from ..io.tiff_stack import TIFF_SUFFIXES, read_tiff_stack, scan_folder
+
+    text = str(args.file)
+    if not (args.file.is_dir() or any(c in text for c in "*?[") or args.file.suffix.lower() in TIFF_SUFFIXES):
+        return None
+    layout = scan_folder(args.file) if args.file.is_dir() else None
+    if layout is not None and not (args.flats or args.darks or args.angles):
+        return layout.read()  # a scan folder: proj/, flat/, dark/, angles.txt
+    if not args.angles:
+        raise ValueError(f"{args.file}: a TIFF stack needs --angles START:STOP:COUNT (degrees) or an angles file")
+    return read_tiff_stack(args.file, angles=args.angles, flats=args.flats, darks=args.darks)
 
 
 def run(args) -> int:
