@@ -44,6 +44,38 @@ def can_split(geometry) -> bool:
             and abs(geometry.det_spacing - geometry.voxel_size) <= 1e-9 * geometry.voxel_size)
 
 
+def two_pass(plan: list[tuple[int, int]]) -> list[list[int]]:
+    """The order in which slabs of ``plan`` run: ``[[0, 2, 4, ...], [1, 3, ...]]``.
+
+    Even slabs do not touch each other (when ``2·overlap <= slab``), so they run first and in any
+    order; each odd slab then continues both of its neighbours (their shared slices are known).
+    A slab's result depends on the plan only, never on how many processes share the work, so a
+    run on N ranks equals a run on one. Two-pass plans need ``2·overlap`` at most the slab length.
+    """
+    for k in range(1, len(plan) - 1):
+        if plan[k - 1][1] > plan[k + 1][0]:
+            raise ValueError(f"slabs {k - 1} and {k + 1} overlap ({plan[k - 1]} and {plan[k + 1]}): "
+                             f"the overlap must be at most half the slab")
+    return [list(range(0, len(plan), 2)), list(range(1, len(plan), 2))] if len(plan) > 1 else [[0]]
+
+
+def slab_weights(plan: list[tuple[int, int]], k: int, dtype=torch.float32, device=None) -> torch.Tensor:
+    """``(Z_k,)`` blending weights of slab ``k``: 1 inside, linear ramps over the slices it shares
+    with its neighbours (up from the previous slab, down towards the next)."""
+    start, stop = plan[k]
+    w = torch.ones(stop - start, dtype=dtype, device=device)
+    if k > 0:  # ramp up over the overlap with the previous slab
+        shared = plan[k - 1][1] - start
+        if shared > 0:
+            w[:shared] = torch.arange(1, shared + 1, dtype=w.dtype, device=w.device) / (shared + 1)
+    if k + 1 < len(plan):  # ramp down over the overlap with the next slab
+        shared = stop - plan[k + 1][0]
+        if shared > 0:
+            w[-shared:] = torch.minimum(w[-shared:], torch.arange(shared, 0, -1, dtype=w.dtype,
+                                                                  device=w.device) / (shared + 1))
+    return w
+
+
 def blend(parts: list[torch.Tensor], plan: list[tuple[int, int]], n_slices: int) -> torch.Tensor:
     """Join slab results ``(..., Z_k, Y, X)`` into ``(..., n_slices, Y, X)``; overlapping slices are
     cross-faded linearly from the earlier slab to the later one."""
@@ -51,16 +83,7 @@ def blend(parts: list[torch.Tensor], plan: list[tuple[int, int]], n_slices: int)
     out = first.new_zeros((*first.shape[:-3], n_slices, *first.shape[-2:]))
     weight = first.new_zeros(n_slices)
     for k, ((start, stop), part) in enumerate(zip(plan, parts)):
-        w = torch.ones(stop - start, dtype=first.dtype, device=first.device)
-        if k > 0:  # ramp up over the overlap with the previous slab
-            shared = plan[k - 1][1] - start
-            if shared > 0:
-                w[:shared] = torch.arange(1, shared + 1, dtype=w.dtype, device=w.device) / (shared + 1)
-        if k + 1 < len(plan):  # ramp down over the overlap with the next slab
-            shared = stop - plan[k + 1][0]
-            if shared > 0:
-                w[-shared:] = torch.minimum(w[-shared:], torch.arange(shared, 0, -1, dtype=w.dtype,
-                                                                      device=w.device) / (shared + 1))
+        w = slab_weights(plan, k, first.dtype, first.device)
         out[..., start:stop, :, :] += part * w.view(-1, 1, 1)
         weight[start:stop] += w
     return out / weight.view(-1, 1, 1)
