@@ -181,15 +181,8 @@ def _generators(seed: int, slab_index: int, n_samples: int) -> list[torch.Genera
             for i in range(n_samples)]
 
 
-def _diffusion(A, y, method, prior, steps, n_samples, sigma_y, seed, slab, overlap, z_coupling, checkpoint,
-               progress, params, options, callback=None):
-    from ..samplers import known_slices, sample_posterior, z_smoothing
-
-    denoiser = _denoiser_of(prior)
-    volume = len(A.domain_shape) == 3
-    n_slices = A.domain_shape[0] if volume else 1
-    split = volume and slab is not None and can_split(getattr(A, "geometry", None))
-    plan = plan_slabs(n_slices, slab, overlap) if split else [(0, n_slices)]
+def _diffusion_options(method, prior, options) -> dict:
+    """The sampler options of ``method`` as used: CT defaults, the prior's data variance and σ_max."""
     opts = {**DIFFUSION_DEFAULTS.get(method, {}), **options}
     if method in ("pigdm", "dds"):
         opts.setdefault("data_var", _data_var(prior, 1.0))
@@ -198,44 +191,88 @@ def _diffusion(A, y, method, prior, steps, n_samples, sigma_y, seed, slab, overl
     if method == "pigdm":  # a few CG iterations per step suffice for guidance (DESIGN: 10)
         opts.setdefault("cg_max_iter", 10)
         opts.setdefault("cg_tol", 1e-3)
-    store = _Checkpoint(checkpoint, {**params, "plan": plan, "y_sha256": _tensor_hash(y)})
+    return opts
 
-    parts, nfe = [], 0
+
+def _diffusion_slab(denoiser, A_k, y_k, k, *, method, steps, n_samples, sigma_y, seed, z_coupling, opts,
+                    left=None, right=None, progress=True, callback=None):
+    """Posterior samples of one slab (the sampler's result; ``.samples`` is ``(n, B, C, Z_k, Y, X)``).
+
+    left, right: ``(n, B, C, s, Y, X)`` finished slices this slab shares with its neighbours (the
+    first / last ``s`` slices of the slab), pulled in as known slices; ``None`` where there is none.
+    """
+    from ..samplers import known_slices, sample_posterior, z_smoothing
+
+    guidance = []
+    if len(A_k.domain_shape) == 3 and z_coupling > 0:
+        guidance.append(z_smoothing(z_coupling))
+    if left is not None:
+        guidance.append(known_slices(left.reshape(-1, *left.shape[2:]), start=0))
+    if right is not None:
+        guidance.append(known_slices(right.reshape(-1, *right.shape[2:]), start=A_k.domain_shape[0] - right.shape[3]))
+    kw = dict(opts)
+    if method == "sdedit" and kw.get("x_init") is None and getattr(A_k, "geometry", None) is not None:
+        from .fbp import fbp
+        kw["x_init"] = fbp(A_k, y_k, filter="hann", nonneg=True)
+    if callback is not None:
+        kw["callback"] = callback
+    return sample_posterior(denoiser, A_k, y_k, method=method, sigma_y=sigma_y, steps=steps, n_samples=n_samples,
+                            generator=_generators(seed, k, n_samples), guidance=guidance or None,
+                            progress=progress, **kw)
+
+
+def _diffusion(A, y, method, prior, steps, n_samples, sigma_y, seed, slab, overlap, z_coupling, checkpoint,
+               progress, params, options, callback=None):
+    from . import distributed
+    from .slabs import two_pass
+
+    denoiser = _denoiser_of(prior)
+    volume = len(A.domain_shape) == 3
+    n_slices = A.domain_shape[0] if volume else 1
+    split = volume and slab is not None and can_split(getattr(A, "geometry", None))
+    plan = plan_slabs(n_slices, slab, overlap) if split else [(0, n_slices)]
+    phases = two_pass(plan)  # slabs coupled by schedule: the same result on any number of ranks
+    opts = _diffusion_options(method, prior, options)
+    ctx, _ = distributed.setup(y.device)
+    store = distributed.open_checkpoint(_Checkpoint, checkpoint, ctx, {**params, "plan": plan,
+                                                                       "y_sha256": _tensor_hash(y)})
+    parts, nfes = {}, {}
     bar = _slab_bar(len(plan), progress and len(plan) > 1)
-    for k, (start, stop) in enumerate(plan):
-        done = store.get(k)
-        if done is not None:
-            parts.append(done["samples"].to(device=y.device, dtype=y.dtype))
-            nfe += done["nfe"]
+    for phase in phases:
+        owner = distributed.assign(plan, phase, ctx.world)
+        for k in phase:
+            if owner[k] != ctx.rank:
+                continue
+            start, stop = plan[k]
+            done = store.get(k)
+            if done is not None:
+                parts[k], nfes[k] = done["samples"].to(device=y.device, dtype=y.dtype), done["nfe"]
+                bar.update(1)
+                continue
+            A_k, y_k = _slab_problem(A, y, start, stop, whole=not split)
+            left = right = None
+            if k % 2 == 1:  # odd slabs continue both neighbours, finished in the first pass
+                left = parts[k - 1][:, :, :, -(plan[k - 1][1] - start):]
+                if k + 1 < len(plan):
+                    right = parts[k + 1][:, :, :, :stop - plan[k + 1][0]]
+            n_done = len(nfes)  # slabs finished so far (by this rank), for monotone progress
+            cb = None if callback is None else \
+                (lambda info, n_done=n_done: callback(n_done * steps + info["i"] + 1, len(plan) * steps))
+            res = _diffusion_slab(denoiser, A_k, y_k, k, method=method, steps=steps, n_samples=n_samples,
+                                  sigma_y=sigma_y, seed=seed, z_coupling=z_coupling, opts=opts, left=left,
+                                  right=right, progress=progress, callback=cb)
+            if callback is not None:
+                callback((n_done + 1) * steps, len(plan) * steps)  # sdedit runs only part of the steps
+            parts[k], nfes[k] = res.samples, res.nfe
+            store.put(k, {"samples": res.samples, "nfe": res.nfe})
             bar.update(1)
-            continue
-        A_k, y_k = _slab_problem(A, y, start, stop, whole=not split)
-        guidance = []
-        if volume and z_coupling > 0:
-            guidance.append(z_smoothing(z_coupling))
-        if k > 0 and split:
-            shared = plan[k - 1][1] - start
-            prev = parts[-1][:, :, :, -shared:]  # (n, B, C, shared, Y, X)
-            guidance.append(known_slices(prev.reshape(-1, *prev.shape[2:]), start=0))
-        kw = dict(opts)
-        if method == "sdedit" and kw.get("x_init") is None and getattr(A_k, "geometry", None) is not None:
-            from .fbp import fbp
-            kw["x_init"] = fbp(A_k, y_k, filter="hann", nonneg=True)
-        if callback is not None:
-            kw["callback"] = lambda info, k=k: callback(k * steps + info["i"] + 1, len(plan) * steps)
-        res = sample_posterior(denoiser, A_k, y_k, method=method, sigma_y=sigma_y, steps=steps,
-                               n_samples=n_samples, generator=_generators(seed, k, n_samples),
-                               guidance=guidance or None, progress=progress, **kw)
-        if callback is not None:
-            callback((k + 1) * steps, len(plan) * steps)  # sdedit runs only part of the steps
-        parts.append(res.samples)
-        nfe += res.nfe
-        store.put(k, {"samples": res.samples, "nfe": res.nfe})
-        bar.update(1)
+        distributed.share_slabs(ctx, plan, phase, owner, parts, nfes, (n_samples, *y.shape[:2], *A.domain_shape),
+                                y.dtype, y.device)
     bar.close()
-    out = blend(parts, plan, n_slices) if split else parts[0]
-    store.finish()
-    return out, nfe, opts
+    ordered = [parts[k] for k in range(len(plan))]
+    out = blend(ordered, plan, n_slices) if split else ordered[0]
+    distributed.close_checkpoint(store, ctx)
+    return out, sum(nfes.values()), opts
 
 
 def _slab_bar(total, enabled):
