@@ -23,6 +23,11 @@ def add_parser(sub):
     p.add_argument("--lam", type=float, help="TV weight for --method tv")
     p.add_argument("--slab", type=int, default=32, help="axial slices per diffusion slab (default: %(default)s)")
     p.add_argument("--checkpoint", type=Path, help="resume file for long diffusion runs")
+    p.add_argument("--overlap", type=int, default=None,
+                   help="streaming path: slices shared by neighbouring slabs (default: 0 for fbp/sirt, 4 otherwise)")
+    p.add_argument("--stream", action="store_true",
+                   help="read the sinogram and write the volume slab by slab (memory bounded by the slab; implied "
+                        "under torchrun, which shares the slabs among the ranks); --checkpoint is then a directory")
     p.add_argument("--keep-samples", action="store_true", help="also store the individual samples")
     scan = p.add_argument_group("raw scans (DXchange/NXtomo, TIFF stacks)")
     scan.add_argument("--flats", help="TIFF flat (open-beam) frames: a folder or a quoted glob")
@@ -95,6 +100,12 @@ def tiff_scan(args):
 
 
 def run(args) -> int:
+    from ..recon.distributed import launched
+
+    if args.stream or launched():  # torchrun or --stream: slab by slab on every rank (reconstruct_streamed.py)
+        from .reconstruct_streamed import run_streamed
+
+        return run_streamed(args)
     import numpy as np
     import torch
 

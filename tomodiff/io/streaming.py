@@ -309,14 +309,15 @@ def _geometry_attrs(d, geometry: dict):
 
 
 def write_volume(out, *, source: SinogramSource, plan, store: SlabStore, keep_samples: bool,
-                 provenance_fn, on_chunk=None) -> Path:
+                 provenance_fn, on_chunk=None, scale: float = 1.0) -> Path:
     """Merge the stored slabs of ``plan`` into project file ``out`` (atomically) and return its path.
 
     The file holds ``/sinogram`` (copied from ``source`` row block by row block, with the geometry),
     ``/reference`` when the source has one, ``/reconstruction/mean`` ``(Z, Y, X)``, ``std`` (more
     than one sample) and ``samples`` ``(S, Z, Y, X)`` (``keep_samples``), all chunked and
     compressed, and ``/provenance`` from ``provenance_fn()`` (called last, so it can report what
-    ``on_chunk(z0, z1, mean_chunk)`` accumulated over the final slices).
+    ``on_chunk(z0, z1, mean_chunk)`` accumulated over the final slices). Stored slabs are in the
+    scaled units of the scale step; ``scale`` multiplies mean, std and samples back after joining.
     """
     import torch
 
@@ -370,12 +371,12 @@ def write_volume(out, *, source: SinogramSource, plan, store: SlabStore, keep_sa
                 carry = (acc[:, final:], wsum[final:]) if final < acc.shape[1] else None
                 joined = acc[:, :final] / wsum[:final].view(-1, 1, 1)
                 z0, z1 = start, start + final
-                mean = joined.mean(0)
+                mean = joined.mean(0) * scale
                 datasets["mean"][z0:z1] = mean.numpy()
                 if "std" in datasets:
-                    datasets["std"][z0:z1] = joined.std(0, correction=1).numpy()
+                    datasets["std"][z0:z1] = (joined.std(0, correction=1) * scale).numpy()
                 if "samples" in datasets:
-                    datasets["samples"][:, z0:z1] = joined.numpy()
+                    datasets["samples"][:, z0:z1] = (joined * scale).numpy()
                 if on_chunk is not None:
                     on_chunk(z0, z1, mean)
                 del part, acc, joined

@@ -49,7 +49,7 @@ def _rss_peak_mb() -> float:
 def reconstruct_file(path, out, *, method: str, prior=None, steps: int = 50, n_samples: int = 1,
                      sigma_y: float | None = None, seed: int = 0, slab: int = 32, overlap: int | None = None,
                      z_coupling: float = 0.02, keep_samples: bool = False, checkpoint=None, device="cpu",
-                     thin: int = 1, rows=None, center_offset: float = 0.0, progress: bool = True,
+                     thin: int = 1, rows=None, center_offset: float = 0.0, scale=None, progress: bool = True,
                      **options) -> dict | None:
     """Reconstruct the sinogram in ``path`` slab by slab into the project file ``out``.
 
@@ -59,6 +59,9 @@ def reconstruct_file(path, out, *, method: str, prior=None, steps: int = 50, n_s
     :func:`default_store`), kept after a failure so that rerunning — with any number of ranks —
     resumes; removed after success. ``thin``, ``rows``, ``center_offset``: as ``tomodiff
     reconstruct`` (every thin-th angle; detector rows ``(start, stop)``; raw scans' axis offset).
+    scale: the scale step as in ``reconstruct`` (``None``: none; a number: the value that maps to
+    1; ``"auto"``: the 99.9% quantile of a non-negative Hann FBP, computed slab by slab and shared
+    among the ranks). Slabs are solved for ``y / s`` and the joined result is multiplied by ``s``.
 
     Returns on rank 0 a summary dict (method, seconds, nfe, residual, psnr against a reference
     when the file has one, per-rank peak RSS in MiB, slabs, world size, out); ``None`` on other ranks.
@@ -88,6 +91,7 @@ def reconstruct_file(path, out, *, method: str, prior=None, steps: int = 50, n_s
         phases = two_pass(plan) if method in DIFFUSION else [list(range(len(plan)))]
         if method in CLASSICAL:
             n_samples = 1
+        s = _resolve_scale(scale, ctx, src, geometry, slab, dev)
         if isinstance(prior, str) or (prior is None and method in DIFFUSION):
             if prior is None:
                 raise ValueError("diffusion methods need a prior (e.g. prior='slice-64')")
@@ -95,7 +99,7 @@ def reconstruct_file(path, out, *, method: str, prior=None, steps: int = 50, n_s
 
             prior = load(prior, device=dev)
         params = {"method": method, "steps": steps, "n_samples": n_samples, "sigma_y": sigma_y, "seed": seed,
-                  "slab": slab, "overlap": overlap, "z_coupling": z_coupling, "plan": plan,
+                  "slab": slab, "overlap": overlap, "z_coupling": z_coupling, "plan": plan, "scale": s,
                   "schedule": "two-pass" if method in DIFFUSION else "independent",
                   **{k: v for k, v in options.items() if isinstance(v, (int, float, str, bool, type(None)))}}
         key = run_key({**params, "data": src.identity, "prior": _prior_info(prior) if method in DIFFUSION else {}})
@@ -109,8 +113,8 @@ def reconstruct_file(path, out, *, method: str, prior=None, steps: int = 50, n_s
             return None
         hint = f"finished slabs are kept in {store.dir}; rerun the same command (any number of ranks) to resume"
         with PeakMemory(dev) as mem:
-            used = _run_slabs(ctx, src, geometry, plan, phases, owners, store, group, hint, dev, method=method,
-                              prior=prior, steps=steps, n_samples=n_samples, sigma_y=sigma_y, seed=seed,
+            used = _run_slabs(ctx, src, geometry, plan, phases, owners, store, group, hint, dev, s, method=method,
+                              prior=prior, steps=steps, n_samples=n_samples, sigma_y=sigma_y / s, seed=seed,
                               z_coupling=z_coupling, progress=progress, options=options)
         ranks = distributed.gather_objects(ctx, {"rank": ctx.rank, "peak_rss_mb": _rss_peak_mb(),
                                                  "peak_above_start_mb": mem.peak_mb,
@@ -125,17 +129,19 @@ def reconstruct_file(path, out, *, method: str, prior=None, steps: int = 50, n_s
                               "prior": _prior_info(prior) if method in DIFFUSION else {},
                               "geometry": geometry.to_dict(), "versions": _versions(), "input": str(path),
                               "world_size": ctx.world, "ranks": ranks, "nfe": nfe, "residual": stats.residual,
-                              "psnr": stats.psnr, "seconds": time.perf_counter() - t0,
+                              "psnr": stats.psnr, "metrics": {"data_range": stats.data_range,
+                                                              "data_range_rule": "reference max - min"},
+                              "seconds": time.perf_counter() - t0,
                               "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         write_volume(out, source=src, plan=plan, store=store, keep_samples=keep_samples and method in DIFFUSION,
-                     provenance_fn=provenance, on_chunk=stats.add)
+                     provenance_fn=provenance, on_chunk=stats.add, scale=s)
         store.remove()
         return {"method": method, "seconds": time.perf_counter() - t0, "nfe": nfe, "residual": stats.residual,
-                "psnr": stats.psnr, "ssim": None, "slabs": len(plan), "world_size": ctx.world,
+                "psnr": stats.psnr, "ssim": None, "data_range": stats.data_range, "scale": s, "slabs": len(plan), "world_size": ctx.world,
                 "ranks": ranks, "out": str(out)}
 
 
-def _run_slabs(ctx, src, geometry, plan, phases, owners, store, group, hint, dev, *, method, prior, steps, n_samples,
+def _run_slabs(ctx, src, geometry, plan, phases, owners, store, group, hint, dev, s, *, method, prior, steps, n_samples,
                sigma_y, seed, z_coupling, progress, options) -> dict:
     """This rank's slabs of every pass, each stored when done; a barrier after each pass."""
     from ..ct import Projector
@@ -148,7 +154,7 @@ def _run_slabs(ctx, src, geometry, plan, phases, owners, store, group, hint, dev
                 continue
             start, stop = plan[k]
             A_k = Projector(slab_geometry(geometry, start, stop), device=dev)
-            y_k = torch.from_numpy(src.read(start, stop))[None, None].to(dev)
+            y_k = torch.from_numpy(src.read(start, stop))[None, None].to(dev) / s
             if method in CLASSICAL:
                 x, used = _classical(A_k, y_k, method, options, False, None)
                 store.put(k, x[:, 0].cpu(), 0)  # (1, Z_k, Y, X)
@@ -167,12 +173,14 @@ def _run_slabs(ctx, src, geometry, plan, phases, owners, store, group, hint, dev
 
 
 class _Stats:
-    """Residual ``‖A·mean − y‖/‖y‖`` and PSNR against the reference (data range 1), slice block by block."""
+    """Residual ``‖A·mean − y‖/‖y‖`` and PSNR against the reference (data range: the reference's
+    max − min), accumulated slice block by slice block."""
 
     def __init__(self, src, geometry, dev):
         self.src, self.geometry, self.dev = src, geometry, dev
         self.r2 = self.y2 = self.se = 0.0
         self.count = 0
+        self.lo, self.hi = float("inf"), float("-inf")
 
     def add(self, z0, z1, mean):
         from ..ct import Projector
@@ -183,19 +191,67 @@ class _Stats:
         self.r2 += float((r * r).sum())
         self.y2 += float((y * y).sum())
         if self.src.has_reference:
-            d = mean.double() - torch.from_numpy(self.src.reference(z0, z1)).double()
+            ref = torch.from_numpy(self.src.reference(z0, z1)).double()
+            d = mean.double() - ref
             self.se += float((d * d).sum())
             self.count += d.numel()
+            self.lo, self.hi = min(self.lo, float(ref.min())), max(self.hi, float(ref.max()))
 
     @property
     def residual(self):
         return (self.r2 / self.y2) ** 0.5 if self.y2 > 0 else None
 
     @property
+    def data_range(self):
+        return self.hi - self.lo if self.count and self.hi > self.lo else None
+
+    @property
     def psnr(self):
         import math
 
-        if not self.count:
+        if self.data_range is None:
             return None
         mse = self.se / self.count
-        return float("inf") if mse == 0 else 10 * math.log10(1.0 / mse)
+        return float("inf") if mse == 0 else 10 * math.log10(self.data_range ** 2 / mse)
+
+
+#: the scale step's quantile and subsample size (as in tomodiff.recon.scale.robust_max)
+SCALE_QUANTILE, SCALE_MAX_VALUES = 0.999, 1 << 22
+
+
+def _resolve_scale(scale, ctx, src, geometry, slab, dev) -> float:
+    """The factor ``s`` of the scale step; ``"auto"`` FBPs the slabs (shared among the ranks) and
+    takes the quantile of every ``stride``-th voxel, the same voxels for any number of ranks."""
+    import math
+
+    if scale is None or scale == "none":
+        return 1.0
+    if scale != "auto":
+        s = float(scale)
+        if not (math.isfinite(s) and s > 0):
+            raise ValueError(f"scale must be a finite number > 0 (the value that maps to 1), got {scale!r}")
+        return s
+    from ..ct import Projector
+    from .fbp import fbp
+
+    Z, Y, X = geometry.volume_shape
+    stride = max(1, math.ceil(Z * Y * X / SCALE_MAX_VALUES))
+    blocks = plan_slabs(Z, slab, 0)
+    mine = {}
+    for k, (a, b) in enumerate(blocks):
+        if k % ctx.world != ctx.rank:
+            continue
+        A_k = Projector(slab_geometry(geometry, a, b), device=dev)
+        x = fbp(A_k, torch.from_numpy(src.read(a, b))[None, None].to(dev), filter="hann", nonneg=True)
+        flat = x.detach().flatten().float().cpu()
+        first = (-a * Y * X) % stride  # first index of this block on the global grid of every stride-th voxel
+        mine[k] = flat[first::stride].numpy()
+    gathered = {}
+    for part in distributed.gather_objects(ctx, mine, "the scale step"):
+        gathered.update(part)
+    values = torch.cat([torch.from_numpy(gathered[k]) for k in range(len(blocks))])
+    s = float(torch.quantile(values, SCALE_QUANTILE))
+    if not (math.isfinite(s) and s > 0):
+        raise ValueError("scale='auto': the quick FBP of y is zero or negative everywhere (is y empty or of the "
+                         "wrong sign?); pass the attenuation range as a number instead")
+    return s
