@@ -46,14 +46,14 @@ OPERATOR_CASES: list[OperatorCase] = [
 ]
 
 
-# ---------------------------------------------------------------- CT projectors (torch backend)
+# ------------------------------------------------ CT projectors (torch and matrix_free backends)
 # ASTRA's CPU projectors compute in float32, so they cannot meet the float64 CG / gradcheck
 # tolerances of this suite; tests/ct/test_astra_backend.py runs their dot tests and autograd.
-def _ct_case(name, make_geometry, **kw):
+def _ct_case(name, make_geometry, backend="torch", **kw):
     def build():
         from tomodiff.ct import Projector
-        return Projector(make_geometry(), backend="torch")
-    return OperatorCase(f"ct-{name}-torch", build, **kw)
+        return Projector(make_geometry(), backend=backend)
+    return OperatorCase(f"ct-{name}-{backend}", build, **kw)
 
 
 def _ct_angles(n, full=False):
@@ -61,20 +61,22 @@ def _ct_angles(n, full=False):
     return [i * (2 if full else 1) * math.pi / n for i in range(n)]
 
 
-def _ct_cases():
+def _ct_cases(backend):
     from tomodiff.ct import cone_beam, fan_beam, parallel_beam
-    return [
-        _ct_case("parallel2d", lambda: parallel_beam((10, 8), _ct_angles(5))),
-        _ct_case("parallel2d-offset", lambda: parallel_beam((8, 7), _ct_angles(4), det_shape=11,
-                                                            det_spacing=1.3, center_offset=1.4)),
-        _ct_case("fan", lambda: fan_beam((10, 8), _ct_angles(5, full=True), 14, 20.0, 10.0,
-                                         voxel_size=0.9, center_offset=-0.6)),
-        _ct_case("parallel3d", lambda: parallel_beam((2, 6, 5), _ct_angles(3))),
-        _ct_case("parallel3d-row-interp", lambda: parallel_beam((3, 6, 5), _ct_angles(3), det_shape=(4, 8),
-                                                                det_spacing=0.7, center_offset=0.3)),
-        _ct_case("cone", lambda: cone_beam((3, 6, 5), _ct_angles(4, full=True), (4, 9), 12.0, 6.0,
-                                           center_offset=0.5)),
-    ]
+    return [_ct_case(name, make, backend) for name, make in [
+        ("parallel2d", lambda: parallel_beam((10, 8), _ct_angles(5))),
+        ("parallel2d-offset", lambda: parallel_beam((8, 7), _ct_angles(4), det_shape=11,
+                                                    det_spacing=1.3, center_offset=1.4)),
+        ("fan", lambda: fan_beam((10, 8), _ct_angles(5, full=True), 14, 20.0, 10.0,
+                                 voxel_size=0.9, center_offset=-0.6)),
+        ("parallel3d", lambda: parallel_beam((2, 6, 5), _ct_angles(3))),
+        ("parallel3d-row-interp", lambda: parallel_beam((3, 6, 5), _ct_angles(3), det_shape=(4, 8),
+                                                        det_spacing=0.7, center_offset=0.3)),
+        ("cone", lambda: cone_beam((3, 6, 5), _ct_angles(4, full=True), (4, 9), 12.0, 6.0,
+                                   center_offset=0.5)),
+    ]]
 
 
-OPERATOR_CASES.extend(_ct_cases())
+OPERATOR_CASES.extend(_ct_cases("torch"))
+# the matrix-free projector: its adjoint is grid_sample's input gradient, exact to rounding
+OPERATOR_CASES.extend(_ct_cases("matrix_free"))

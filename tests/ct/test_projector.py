@@ -20,10 +20,14 @@ def _angles(n, full=False):
     return np.linspace(0, (2 if full else 1) * np.pi, n, endpoint=False)
 
 
-def test_parallel_matches_exact_line_integrals(blobs, rel):
+TORCH_BACKENDS = ["torch", "matrix_free"]
+
+
+@pytest.mark.parametrize("backend", TORCH_BACKENDS)
+def test_parallel_matches_exact_line_integrals(blobs, rel, backend):
     # Gaussians have closed-form projections: this checks weights, units, axes and angle sign.
     g = parallel_beam((64, 64), _angles(24), det_shape=70, det_spacing=0.9, center_offset=2.5)
-    y = Projector(g, "torch")(blobs.volume(g.volume_shape)[None, None])[0, 0]
+    y = Projector(g, backend)(blobs.volume(g.volume_shape)[None, None])[0, 0]
     # measured 2.6e-3: Joseph's linear interpolation of a sampled 2.5-voxel-wide Gaussian
     assert rel(y, blobs.parallel_sinogram(g)) < 5e-3
 
@@ -47,7 +51,8 @@ def test_line_integrals_are_in_world_units(blobs, rel):
     assert rel(y_fine, y_coarse) < 5e-3
 
 
-def test_parallel_agrees_with_skimage_radon(blobs, rel):
+@pytest.mark.parametrize("backend", TORCH_BACKENDS)
+def test_parallel_agrees_with_skimage_radon(blobs, rel, backend):
     skimage = pytest.importorskip("skimage.transform")
     # skimage rotates about pixel N//2 (odd N makes that our centre (N-1)/2), takes degrees, returns
     # (U, A), and with circle=True its detector has N pixels of the pixel size; its angle runs the
@@ -58,16 +63,17 @@ def test_parallel_agrees_with_skimage_radon(blobs, rel):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # the Gaussians' tails reach the corners
         ref = skimage.radon(img.numpy(), theta=np.degrees(g.angles), circle=True).T
-    y = Projector(g, "torch")(img[None, None])[0, 0]
+    y = Projector(g, backend)(img[None, None])[0, 0]
     assert rel(y, torch.from_numpy(ref)) < 3e-3  # measured 1.0e-3: bilinear rotation vs Joseph
 
 
-def test_cone_tends_to_parallel_3d_at_large_source_distance(blobs, rel):
+@pytest.mark.parametrize("backend", TORCH_BACKENDS)
+def test_cone_tends_to_parallel_3d_at_large_source_distance(blobs, rel, backend):
     vol = blobs.volume((10, 40, 40))[None, None]
     angles, det = _angles(16, full=True), (10, 58)
-    par = Projector(parallel_beam((10, 40, 40), angles, det_shape=det), "torch")(vol)
-    near = Projector(cone_beam((10, 40, 40), angles, det, 80.0, 0.0), "torch")(vol)
-    far = Projector(cone_beam((10, 40, 40), angles, det, 1e6, 0.0), "torch")(vol)
+    par = Projector(parallel_beam((10, 40, 40), angles, det_shape=det), backend)(vol)
+    near = Projector(cone_beam((10, 40, 40), angles, det, 80.0, 0.0), backend)(vol)
+    far = Projector(cone_beam((10, 40, 40), angles, det, 1e6, 0.0), backend)(vol)
     assert rel(far, par) < 1e-4
     assert rel(near, par) > 1e-2  # the test can tell a cone from parallel rays
 
@@ -154,7 +160,8 @@ def test_bad_inputs_raise_clear_errors():
         A(torch.zeros(4, 8, 8))
     with pytest.raises(ValueError, match=r"measurement must have shape \(B, C, 3, 4, 12\)"):
         A.adjoint(torch.zeros(1, 1, 3, 4, 11))
-    with pytest.raises(ValueError, match=r"unknown projector backend 'tigre'; expected 'auto' or one of \('torch', 'astra'\)"):
+    with pytest.raises(ValueError, match=r"unknown projector backend 'tigre'; expected 'auto' or one of "
+                                         r"\('torch', 'matrix_free', 'astra'\)"):
         Projector(g, "tigre")
     with pytest.raises(ValueError, match="takes no kernel option"):
         Projector(g, "torch", kernel="strip")

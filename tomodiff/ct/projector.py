@@ -20,13 +20,20 @@ class Projector(LinearOperator):
     ----------
     geometry: a :class:`Geometry` from ``parallel_beam`` / ``fan_beam`` / ``cone_beam``.
     backend:
-        ``"torch"``: pure PyTorch Joseph projector, CPU and CUDA, every geometry, exact adjoint.
+        ``"torch"``: pure PyTorch Joseph projector as a cached sparse matrix, CPU and CUDA, every
+        geometry, exact adjoint; fastest per call once built, but its size grows with rays × planes.
+        ``"matrix_free"``: the same Joseph weights computed on the fly per batch of angles (never
+        stored), CPU and CUDA, every geometry, exact adjoint; memory bounded whatever the size.
         ``"astra"``: ASTRA's CPU projectors for 2D geometries, its CUDA projectors (DLPack,
         float32) for 3D ones, which exist only with a usable GPU (RuntimeError otherwise). ASTRA's
         3D backprojector is only approximately the adjoint (``matched`` is False).
         ``"auto"`` (default): ``"astra"`` when ``device`` is a CUDA device, the geometry is 3D and
-        ASTRA reports a usable GPU; ``"torch"`` otherwise. The choice is in ``.backend``.
+        ASTRA reports a usable GPU; otherwise ``"torch"`` when its cached matrix (an upper bound,
+        ``torch_backend.matrix_bytes``, float32) fits ``memory_budget``, else ``"matrix_free"``.
+        The choice is in ``.backend``.
     device: where the tensors will live; only used by ``"auto"`` to choose.
+    memory_budget: bytes the cached matrix may take for ``"auto"`` to pick it; default 2 GiB
+        (``matrix_cache.DEFAULT_LIMIT``, also the cache's own limit).
     kernel: backend option: ASTRA's CPU projector (``"linear"``, ``"line"``, ``"strip"``).
 
     Attributes
@@ -34,28 +41,35 @@ class Projector(LinearOperator):
     geometry, backend (the resolved name), matched (True when the adjoint is exact), kernel.
     """
 
-    def __init__(self, geometry: Geometry, backend: str = "auto", *, device=None, kernel: str | None = None):
+    def __init__(self, geometry: Geometry, backend: str = "auto", *, device=None, kernel: str | None = None,
+                 memory_budget: int | None = None):
         if not isinstance(geometry, Geometry):
             raise TypeError(f"geometry must be a tomodiff.ct.Geometry, got {type(geometry).__name__}")
         super().__init__(geometry.volume_shape, geometry.sino_shape)
         self.geometry = geometry
-        self.backend = self._resolve(backend, geometry, device)
+        if memory_budget is None:
+            from .backends.matrix_cache import DEFAULT_LIMIT
+            memory_budget = DEFAULT_LIMIT
+        if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or memory_budget < 0:
+            raise ValueError(f"memory_budget must be a number of bytes >= 0, got {memory_budget!r}")
+        self.backend = self._resolve(backend, geometry, device, memory_budget)
         options = {} if kernel is None else {"kernel": kernel}
-        if self.backend == "torch" and options:
-            raise ValueError(f"backend 'torch' takes no kernel option (it is Joseph's), got kernel={kernel!r}")
+        if self.backend in ("torch", "matrix_free") and options:
+            raise ValueError(f"backend {self.backend!r} takes no kernel option (it is Joseph's), got kernel={kernel!r}")
         self._kernel = backends.kernel_class(self.backend)(geometry, **options)
         self.kernel = getattr(self._kernel, "kernel", "joseph")
         self.matched = self._kernel.matched
 
     @staticmethod
-    def _resolve(backend: str, geometry: Geometry, device) -> str:
+    def _resolve(backend: str, geometry: Geometry, device, memory_budget) -> str:
         if backend != "auto":
             backends.load(backend)  # unknown names raise here, naming the choices
             return backend
         on_cuda = device is not None and torch.device(device).type == "cuda"
         if on_cuda and geometry.ndim == 3 and backends.available_backends()["astra_cuda"]:
             return "astra"
-        return "torch"
+        from .backends.torch_backend import matrix_bytes
+        return "torch" if matrix_bytes(geometry) <= memory_budget else "matrix_free"
 
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._kernel.forward(x)

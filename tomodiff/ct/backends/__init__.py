@@ -11,9 +11,10 @@ import importlib
 
 _MODULES = {
     "torch": "tomodiff.ct.backends.torch_backend",
+    "matrix_free": "tomodiff.ct.backends.matrix_free_backend",
     "astra": "tomodiff.ct.backends.astra_backend",
 }
-_KERNELS = {"torch": "TorchKernel", "astra": "AstraKernel"}
+_KERNELS = {"torch": "TorchKernel", "matrix_free": "MatrixFreeKernel", "astra": "AstraKernel"}
 
 
 def backend_names() -> tuple[str, ...]:

@@ -1,51 +1,88 @@
-"""A byte-bounded LRU cache of sparse system matrices, keyed by (geometry part, dtype, device).
+"""A byte-bounded, thread-safe LRU cache of sparse system matrices.
 
 Building a Joseph matrix costs seconds; applying it costs milliseconds. Samplers call the same
 projector thousands of times, so matrices are built once per (geometry, dtype, device) and kept
 while they fit in the budget (least recently used evicted first).
+
+Two rules keep it useful and safe:
+
+- *No self-eviction in a scan.* A projector whose matrix comes in blocks (cone beam) reads its
+  blocks in the same order on every call. Plain LRU would evict the block needed next each time and
+  never hit. Entries carry a ``group`` (the projector they belong to); a new entry may evict only
+  entries of other groups, and is not stored when it would have to evict its own group's. So the
+  first blocks that fit stay cached and hit on every later call; the rest are rebuilt.
+- *One lock.* The napari widget runs reconstructions in a worker thread while the main thread may
+  project too; lookups, builds and insertions happen under one re-entrant lock, so two threads never
+  build the same matrix twice or corrupt the byte count.
 """
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
-from typing import Callable
+from typing import Callable, Hashable
 
 import torch
 
-_DEFAULT_LIMIT = 1 << 30  # bytes
+#: Default byte budget of the process-wide cache (2 GiB), also the default memory budget with which
+#: ``Projector(backend="auto")`` decides between a cached matrix and the matrix-free projector.
+DEFAULT_LIMIT = 2 << 30
 
 
 class MatrixCache:
-    def __init__(self, limit_bytes: int = _DEFAULT_LIMIT):
+    def __init__(self, limit_bytes: int = DEFAULT_LIMIT):
         self.limit_bytes = int(limit_bytes)
-        self._items: OrderedDict = OrderedDict()
+        self._items: OrderedDict = OrderedDict()  # key -> (group, value, nbytes)
         self._bytes = 0
+        self._lock = threading.RLock()
+        self.builds = 0  # how many times a value was built (misses), for tests and benchmarks
 
     @property
     def nbytes(self) -> int:
         return self._bytes
 
-    def get(self, key, build: Callable[[], tuple]) -> tuple:
-        """Cached value for ``key``, else ``build()`` (stored if it fits the budget)."""
-        if key in self._items:
-            self._items.move_to_end(key)
-            return self._items[key]
-        value = build()
-        size = sum(_nbytes(t) for t in value)
-        if size <= self.limit_bytes:
-            while self._bytes + size > self.limit_bytes and self._items:
-                _, old = self._items.popitem(last=False)
-                self._bytes -= sum(_nbytes(t) for t in old)
-            self._items[key] = value
-            self._bytes += size
-        return value
+    def get(self, key: Hashable, build: Callable[[], tuple], group: Hashable = None) -> tuple:
+        """Cached value for ``key``, else ``build()`` (stored if it fits, see the module notes).
+
+        ``group``: entries that belong together (default: the key itself); a new entry never evicts
+        an entry of its own group.
+        """
+        group = key if group is None else group
+        with self._lock:
+            if key in self._items:
+                self._items.move_to_end(key)
+                return self._items[key][1]
+            value = build()
+            self.builds += 1
+            size = sum(_nbytes(t) for t in value)
+            if self._make_room(size, group):
+                self._items[key] = (group, value, size)
+                self._bytes += size
+            return value
+
+    def _make_room(self, size: int, group) -> bool:
+        """Evict least recently used entries of other groups until ``size`` fits; False if it cannot."""
+        if size > self.limit_bytes:
+            return False
+        others = sum(s for g, _, s in self._items.values() if g != group)
+        if self._bytes - others + size > self.limit_bytes:  # only evicting its own group would do
+            return False
+        for key in list(self._items):
+            if self._bytes + size <= self.limit_bytes:
+                break
+            g, _, s = self._items[key]
+            if g != group:
+                del self._items[key]
+                self._bytes -= s
+        return True
 
     def would_fit(self, size: int) -> bool:
         return size <= self.limit_bytes
 
     def clear(self) -> None:
-        self._items.clear()
-        self._bytes = 0
+        with self._lock:
+            self._items.clear()
+            self._bytes = 0
 
 
 def _nbytes(t) -> int:

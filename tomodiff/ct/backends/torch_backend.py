@@ -10,8 +10,11 @@ exact to rounding.
 - 3D parallel (rotation axis Z): rays stay in a z-plane, so Joseph's 3D weights factor into the
   2D matrix of one slice times a linear interpolation from slices to detector rows (the identity
   when ``V == Z`` and ``det_spacing == voxel_size``). The slice matrix is shared by all slices.
-- cone: a genuinely 3D matrix, split into blocks of angles; blocks are cached while they fit the
-  cache budget (:data:`CACHE`), otherwise rebuilt on each call so memory stays bounded.
+- cone: a genuinely 3D matrix, split into blocks of angles; the first blocks that fit the cache
+  budget (:data:`CACHE`) stay cached, the others are rebuilt on each call so memory stays bounded.
+
+:func:`matrix_bytes` bounds the cached size from above; ``Projector(backend="auto")`` uses it to
+choose between this backend and the matrix-free one.
 """
 
 from __future__ import annotations
@@ -127,8 +130,26 @@ class TorchKernel:
     # ------------------------------------------------------------------ matrices
     def _matrices(self, g: Geometry, dtype, device, block=None):
         a0, a1 = block if block is not None else (0, g.n_angles)
-        key = (g, a0, a1, dtype, str(torch.device(device)))
-        return CACHE.get(key, lambda: build_matrices(g, dtype, device, a0, a1))
+        group = (g, dtype, str(torch.device(device)))  # the blocks of one matrix never evict each other
+        return CACHE.get((*group, a0, a1), lambda: build_matrices(g, dtype, device, a0, a1), group=group)
+
+
+def matrix_bytes(g: Geometry, dtype=torch.float32) -> int:
+    """Upper bound on the bytes this backend caches for ``g`` (``A`` and ``Aᵀ`` as CSR).
+
+    Counts every ray-plane sample as ``2^(d-1)`` entries (d = 2 for 2D and for parallel 3D, whose
+    matrix is that of one slice; 3 for cone), each a value and an int32 column index, twice (``A``
+    and ``Aᵀ``). Samples outside the volume are dropped when building, so the true size is smaller
+    (by about a quarter for a square image under a detector as wide as its side).
+    """
+    value = torch.empty(0, dtype=dtype).element_size()
+    if g.kind == "cone":
+        n_rays, d, planes, n_cols = g.n_angles * math.prod(g.det_shape), 3, max(g.volume_shape), math.prod(g.volume_shape)
+    else:
+        shape = g.volume_shape[-2:]
+        n_rays, d, planes, n_cols = g.n_angles * g.det_shape[-1], 2, max(shape), math.prod(shape)
+    entries = n_rays * planes * 2 ** (d - 1)
+    return 2 * entries * (value + 4) + 4 * (n_rays + n_cols + 2)
 
 
 def build_matrices(g: Geometry, dtype=torch.float64, device="cpu", angle_start=0, angle_stop=None):
