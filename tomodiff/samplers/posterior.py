@@ -14,23 +14,30 @@ from ._common import check_measurement, check_sigma_y, combine, randn
 from .ddim import ddim
 from .ddpm import ddpm
 from .dds import dds
+from .diffpir import diffpir
 from .dps import dps
 from .pigdm import pigdm
 from .sdedit import sdedit
 
 __all__ = ["sample_posterior", "PosteriorResult", "METHODS"]
 
-METHODS = ("pigdm", "dps", "dds", "sdedit", "none")
+METHODS = ("pigdm", "dps", "dds", "diffpir", "sdedit", "none")
 _SCHEDULES = {"karras": karras_sigmas, "ddpm-linear": ddpm_linear_sigmas, "ddpm-cosine": ddpm_cosine_sigmas}
 # options each method accepts (passed through **options), with their defaults
 _METHOD_OPTIONS = {
     "pigdm": {"data_var": 1.0, "scale": 1.0, "gram_method": "auto", "cg_tol": 1e-6, "cg_max_iter": 100},
     "dps": {"zeta": 1.0, "noise": None, "variant": "norm"},
-    "dds": {"cg_iters": 5, "data_var": 1.0},
+    "dds": {"cg_iters": 5, "data_var": 1.0, "prox": True, "tv_z": None},
+    "diffpir": {"lam": 1.0, "data_var": 1.0, "cg_tol": 1e-4, "cg_max_iter": 50},
     "sdedit": {"x_init": None, "t0": 0.5},
     "none": {},
 }
-_DEFAULT_SAMPLER = {"pigdm": "ddpm", "dps": "ddpm", "dds": "ddim", "sdedit": "ddpm", "none": "ddpm"}
+# options every method but sdedit accepts: a warm start and a final data-consistency step
+_COMMON_OPTIONS = {"x_init": None, "sigma_start": None, "final_cg": 0}
+_DEFAULT_SAMPLER = {"pigdm": "ddpm", "dps": "ddpm", "dds": "ddim", "diffpir": "ddim", "sdedit": "ddpm",
+                    "none": "ddpm"}
+# DDIM η per method when sampler="ddim" and no eta is given: DDS's paper value 0.85
+_DEFAULT_ETA = {"dds": 0.85, "diffpir": 0.85}
 
 
 @dataclass
@@ -97,6 +104,18 @@ def _least_squares(A, y, iters=30):
     return conjugate_gradient(lambda v: A.adjoint(A.forward(v)), A.adjoint(y), tol=1e-6, max_iter=iters)
 
 
+def final_data_step(A, y, x, iters: int):
+    """``iters`` CG iterations on ``AᵀA z = Aᵀy`` from each sample ``x`` (``(N, C, ...)``, batch a
+    multiple of ``y``'s): the residual ``‖y − A z‖`` never increases (CG on the normal equations
+    minimises it over a growing Krylov space), and few iterations stay near ``x``."""
+    from tomodiff.operators.solvers import conjugate_gradient
+
+    from ._common import match_batch
+
+    yb = match_batch(y, x, "final_cg")
+    return conjugate_gradient(lambda v: A.adjoint(A.forward(v)), A.adjoint(yb), x0=x, tol=0.0, max_iter=int(iters))
+
+
 def sample_posterior(denoiser, A, y: torch.Tensor, *, method: str = "pigdm", sigma_y: float, steps: int,
                      n_samples: int = 1, generator=None, sampler: str | None = None, eta: float | None = None,
                      schedule="karras", sigma_min: float = 0.002, sigma_max: float = 80.0, sigmas=None,
@@ -108,19 +127,24 @@ def sample_posterior(denoiser, A, y: torch.Tensor, *, method: str = "pigdm", sig
     denoiser: ``D(x, sigma) -> x0_hat`` (VE convention, see :mod:`tomodiff.priors.adapters`).
     A: the forward operator; ``y``: ``(B, C, *A.range_shape)``. Samples have shape
         ``(n_samples, B, C, *A.domain_shape)``; all run as one batch of ``n_samples·B``.
-    method: ``"pigdm"`` (default), ``"dps"``, ``"dds"`` (CG data consistency), ``"sdedit"`` or
-        ``"none"`` (unconditional; ``y`` only fixes the shapes).
+    method: ``"pigdm"`` (default), ``"dps"``, ``"dds"`` (CG data consistency), ``"diffpir"`` (HQS
+        with a CG proximal data step), ``"sdedit"`` or ``"none"`` (unconditional; ``y`` only fixes
+        the shapes).
     sigma_y: measurement noise std (>= 0, units of ``y``). steps: number of steps = NFE (>= 1).
     generator: a ``torch.Generator``, or a list of ``n_samples`` of them (sample ``i`` uses
         generator ``i`` only, so a batch equals single runs with the matching generators).
     sampler: ``"ddpm"`` or ``"ddim"`` (default per method: ddim for dds, ddpm otherwise);
-        ``eta`` for ddim (default 0.15 for dds, 0 otherwise).
+        ``eta`` for ddim (default 0.85 for dds and diffpir, 0 otherwise).
     schedule: ``"karras"`` (with ``sigma_min``, ``sigma_max``), ``"ddpm-linear"``, ``"ddpm-cosine"``
         or a callable ``steps -> sigmas``; ``sigmas`` overrides it.
     guidance: extra guidances (e.g. :func:`loss_guidance`), summed with the method's own.
     options: per method — pigdm: ``data_var, scale, gram_method, cg_tol, cg_max_iter``;
-        dps: ``zeta, noise, variant``; dds: ``cg_iters, data_var``; sdedit: ``x_init``
-        (default: least squares by CG), ``t0``.
+        dps: ``zeta, noise, variant``; dds: ``cg_iters, data_var, prox, tv_z``; diffpir: ``lam,
+        data_var, cg_tol, cg_max_iter``; sdedit: ``x_init`` (default: least squares by CG), ``t0``.
+        Every method but sdedit also takes a warm start, ``x_init`` (``(B, C, *A.domain_shape)``,
+        e.g. an FBP) with ``sigma_start`` (the run starts at ``x_init + σ_start·n`` on a schedule
+        from ``σ_start``: CCDF/ISCS), and ``final_cg``: CG iterations on ``AᵀA x = Aᵀy`` from each
+        final sample (a final data-consistency step; 0 = off).
     """
     t_start = time.perf_counter()
     # 1. validate the problem
@@ -133,11 +157,12 @@ def sample_posterior(denoiser, A, y: torch.Tensor, *, method: str = "pigdm", sig
     if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
         raise ValueError(f"sample_posterior: n_samples must be an integer >= 1, got {n_samples!r}")
     steps, n_samples = int(steps), int(n_samples)
-    unknown = set(options) - set(_METHOD_OPTIONS[method])
+    accepted = {**(_COMMON_OPTIONS if method != "sdedit" else {}), **_METHOD_OPTIONS[method]}
+    unknown = set(options) - set(accepted)
     if unknown:
         raise TypeError(f"sample_posterior: unknown option(s) {sorted(unknown)} for method={method!r}; "
-                        f"accepted: {sorted(_METHOD_OPTIONS[method])}")
-    opts = {**_METHOD_OPTIONS[method], **options}
+                        f"accepted: {sorted(accepted)}")
+    opts = {**accepted, **options}
     if isinstance(generator, (list, tuple)) and len(generator) != n_samples:
         raise ValueError(f"sample_posterior: got {len(generator)} generators for n_samples={n_samples}")
     sampler = sampler or _DEFAULT_SAMPLER[method]
@@ -145,10 +170,23 @@ def sample_posterior(denoiser, A, y: torch.Tensor, *, method: str = "pigdm", sig
         raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
     if eta is not None and sampler != "ddim":
         raise ValueError("eta applies to sampler='ddim' only")
+    B, C = y.shape[:2]
+    warm = method != "sdedit" and opts["x_init"] is not None
+    if warm:
+        if tuple(opts["x_init"].shape) != (B, C, *A.domain_shape):
+            raise ValueError(f"sample_posterior: the warm start x_init has shape {tuple(opts['x_init'].shape)}, "
+                             f"expected {(B, C, *A.domain_shape)} (the volume's)")
+        if opts["sigma_start"] is None or not (0 < float(opts["sigma_start"]) < math.inf):
+            raise ValueError(f"sample_posterior: a warm start needs sigma_start > 0, got {opts['sigma_start']!r}")
+        if sigmas is None and schedule == "karras":
+            sigma_max = float(opts["sigma_start"])
+    elif method != "sdedit" and opts["sigma_start"] is not None:
+        raise ValueError("sample_posterior: sigma_start needs a warm start x_init")
+    if method != "sdedit" and (int(opts["final_cg"]) != opts["final_cg"] or opts["final_cg"] < 0):
+        raise ValueError(f"sample_posterior: final_cg must be an integer >= 0, got {opts['final_cg']!r}")
     s = _schedule(steps, schedule, sigma_min, sigma_max, sigmas)
 
     # 2. the method's guidance (sample-major batch: item s·B + b is sample s of measurement b)
-    B, C = y.shape[:2]
     shape = (n_samples * B, C, *A.domain_shape)
     if method == "pigdm":
         own = pigdm(A, y, sigma_y, data_var=opts["data_var"], scale=opts["scale"], method=opts["gram_method"],
@@ -156,7 +194,11 @@ def sample_posterior(denoiser, A, y: torch.Tensor, *, method: str = "pigdm", sig
     elif method == "dps":
         own = dps(A, y, opts["zeta"], noise=opts["noise"], variant=opts["variant"])
     elif method == "dds":
-        own = dds(A, y, sigma_y, cg_iters=opts["cg_iters"], data_var=opts["data_var"])
+        own = dds(A, y, sigma_y, cg_iters=opts["cg_iters"], data_var=opts["data_var"], prox=opts["prox"],
+                  tv_z=opts["tv_z"])
+    elif method == "diffpir":
+        own = diffpir(A, y, sigma_y, lam=opts["lam"], data_var=opts["data_var"], cg_tol=opts["cg_tol"],
+                      cg_max_iter=opts["cg_max_iter"])
     else:
         own = None
     g = combine(own, guidance)
@@ -164,7 +206,7 @@ def sample_posterior(denoiser, A, y: torch.Tensor, *, method: str = "pigdm", sig
     run = ddpm if sampler == "ddpm" else ddim
     kw = {}
     if sampler == "ddim":
-        kw["eta"] = eta if eta is not None else (0.15 if method == "dds" else 0.0)
+        kw["eta"] = eta if eta is not None else _DEFAULT_ETA.get(method, 0.0)
 
     # 3. sample
     if method == "sdedit":
@@ -178,7 +220,11 @@ def sample_posterior(denoiser, A, y: torch.Tensor, *, method: str = "pigdm", sig
                    progress=progress, **kw)
     else:
         x_T = float(s[0]) * randn(torch.empty(shape, dtype=y.dtype, device=y.device), generator)
+        if warm:  # CCDF / ISCS: start from the estimate plus noise at σ_start
+            x_T = x_T + opts["x_init"].to(y).repeat(n_samples, *([1] * (y.dim() - 1)))
         x = run(D, x_T, s, guidance=g, generator=generator, callback=callback, progress=progress, **kw)
+        if opts["final_cg"]:
+            x = final_data_step(A, y, x, opts["final_cg"])
     samples = x.reshape(n_samples, B, C, *A.domain_shape)
     return PosteriorResult(samples=samples, nfe=D.calls, seconds=time.perf_counter() - t_start, method=method,
                            sigmas=s, options={"sampler": sampler, **kw, **{k: v for k, v in opts.items()
