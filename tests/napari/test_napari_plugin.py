@@ -43,10 +43,33 @@ def test_reader_gives_named_layers_with_scale(project):
     assert callable(reader)
     layers = {kw["name"]: (data, kw) for data, kw, kind in reader(str(project))}
     assert set(layers) == {"recon: reference", "recon: pigdm mean", "recon: |mean − reference|",
-                           "recon: std (uncertainty)", "recon: samples", "recon: sinogram"}
+                           "recon: std over 3 samples", "recon: samples", "recon: sinogram"}
     assert layers["recon: pigdm mean"][1]["scale"] == (0.5, 0.5, 0.5)
     assert layers["recon: samples"][0].shape == (3, 24, 24, 24)
-    assert layers["recon: std (uncertainty)"][1]["colormap"] == "magma"
+    std = layers["recon: std over 3 samples"][1]
+    assert std["colormap"] == "magma" and std["blending"] == "additive" and std["metadata"]["n_samples"] == 3
+    assert layers["recon: pigdm mean"][1]["metadata"]["data_consistency"] is None  # not in this file
+
+
+def test_reader_opens_a_tiff_scan_folder(tmp_path):
+    from tomodiff.ct import Geometry
+    from tomodiff.io.tiff_stack import write_tiff_stack
+    from tomodiff.napari.reader import get_reader
+
+    rng = np.random.default_rng(0)
+    counts = rng.integers(500, 900, (6, 3, 10)).astype(np.uint16)
+    write_tiff_stack(tmp_path / "scan" / "proj", counts)
+    write_tiff_stack(tmp_path / "scan" / "flat", np.full((2, 3, 10), 1000, np.uint16))
+    write_tiff_stack(tmp_path / "scan" / "dark", np.full((1, 3, 10), 20, np.uint16))
+    (tmp_path / "scan" / "angles.txt").write_text("0 30 60 90 120 150\n")
+    assert get_reader(str(tmp_path / "scan" / "proj")) is None  # no angles: not a scan folder
+    reader = get_reader(str(tmp_path / "scan"))
+    (data, kwargs, kind), = reader(str(tmp_path / "scan"))
+    assert kind == "image" and data.shape == (6, 3, 10) and kwargs["name"] == "scan: projections (−log)"
+    geometry = Geometry.from_dict(kwargs["metadata"]["geometry"])
+    assert geometry.n_angles == 6 and geometry.sino_shape == data.shape
+    assert np.allclose(np.rad2deg(kwargs["metadata"]["angles_rad"]), [0, 30, 60, 90, 120, 150])
+    np.testing.assert_allclose(data, -np.log((counts - 20.0) / (1000 - 20)), rtol=1e-5)
 
 
 def test_reader_declines_what_it_cannot_read(tmp_path):
@@ -93,6 +116,7 @@ def test_manifest_is_valid_and_registered():
     assert {w.command for w in mf.contributions.writers} == {"tomodiff.write_reconstruction"}
     assert {s.key for s in mf.contributions.sample_data} == {"phantom", "sparse_view"}
     assert [w.command for w in mf.contributions.widgets] == ["tomodiff.reconstruction_widget"]
+    assert all(r.accepts_directories for r in mf.contributions.readers)  # TIFF scan folders
 
 
 def test_view_builds_the_expected_layers_in_grid(project, tmp_path):

@@ -136,12 +136,42 @@ def test_widget_diffusion_run_adds_mean_and_std(widget, viewer, qtbot):
     widget.method.value, widget.steps.value, widget.n_samples.value = "pigdm", 4, 2
     widget.start()
     _wait(qtbot, widget)
-    name = "tiny: pigdm (slice-64, 2 samples)"
-    assert _names(viewer)[1:] == [f"{name} mean", f"{name} std (uncertainty)"], widget.status.value
-    std = viewer.layers[f"{name} std (uncertainty)"]
+    name = "tiny: pigdm (slice-64)"
+    assert _names(viewer)[1:] == [f"{name} mean", f"{name} std over 2 samples"], widget.status.value
+    std = viewer.layers[f"{name} std over 2 samples"]
     assert std.colormap.name == "magma" and float(np.asarray(std.data).max()) > 0
-    assert tuple(std.scale) == (VOXEL,) * 3
+    assert std.visible and std.blending == "additive"  # a coloured overlay on the mean
+    assert tuple(std.scale) == (VOXEL,) * 3 and std.metadata["n_samples"] == 2
     assert widget.progress.max == 4  # one slab of 16 slices, 4 steps
+    assert "std over 2 samples" in widget.status.value
+    # the new layer is selected: the widget describes it
+    assert widget.samples_info.value == "tiny: std over 2 samples (posterior samples)"
+    dc = viewer.layers[f"{name} mean"].metadata["data_consistency"]
+    if dc is None:  # a reconstruct() that does not record χ² per view (read defensively)
+        assert widget.chi2.value.endswith("not recorded for this reconstruction") and widget.chi2_plot.values == []
+    else:
+        assert len(dc["chi2_per_view"]) == 8 and widget.chi2_plot.values == dc["chi2_per_view"]
+        assert widget.chi2.value.startswith(f"χ²/m {dc['chi2_per_m']:.3g} over 8 views")
+    # the overlay switch hides and shows the std
+    widget.std_overlay.value = False
+    assert not std.visible
+    widget.std_overlay.value = True
+    assert std.visible and std.blending == "additive"
+
+
+def test_widget_shows_chi2_per_view_of_the_selected_reconstruction(widget, viewer):
+    dc = {"chi2_per_m": 1.5, "chi2_per_view": [0.9, 1.1, 3.0, 1.0], "sigma_y": 0.02}
+    viewer.add_image(np.zeros((4, 4, 4)), name="file: pigdm mean",
+                     metadata={"kind": "mean", "n_samples": 8, "data_consistency": dc})
+    assert widget.chi2.value == "χ²/m 1.5 over 4 views (σ_y 0.02); worst view 2: 3"
+    assert widget.chi2_plot.values == [0.9, 1.1, 3.0, 1.0]
+    assert widget.samples_info.value == "file: std over 8 samples (posterior samples)"
+    viewer.add_image(np.zeros((4, 4)), name="plain")  # not a reconstruction: the last one stays shown
+    assert widget.chi2_plot.values == [0.9, 1.1, 3.0, 1.0]
+    viewer.add_image(np.zeros((4, 4, 4)), name="old: fbp mean",
+                     metadata={"kind": "mean", "n_samples": None, "data_consistency": {"chi2_per_view": "bad"}})
+    assert widget.chi2.value == "χ² per view: not recorded for this reconstruction"
+    assert widget.chi2_plot.values == [] and widget.samples_info.value == "old: no std (a single estimate)"
 
 
 def test_cancel_stops_the_run_and_leaves_the_viewer_usable(widget, viewer, problem, tmp_path, qtbot):
@@ -201,3 +231,39 @@ def test_problem_from_layer_rejects_layers_without_matching_geometry(problem):
         problem_from_layer(data, {}, "plain")
     with pytest.raises(ValueError, match="geometry expects a sinogram"):
         problem_from_layer(data[:4], kwargs["metadata"], "cut")
+
+
+def test_screenshot_of_mean_with_std_overlay_and_chi2(problem, qtbot, tmp_path):
+    """The widget after a 4-sample ΠGDM run: mean with the std overlaid, the sample count, χ² per
+    view. Saved to $TOMODIFF_SCREENSHOT_DIR (the docs image) when set."""
+    from skimage.io import imsave
+
+    from tomodiff.napari.widget import ReconstructionWidget
+
+    viewer = napari.Viewer(show=True)  # screenshots are black unless the viewer is shown
+    try:
+        viewer.window.resize(1150, 720)
+        data, kwargs, _ = problem[1]
+        viewer.add_image(data, **kwargs)
+        w = ReconstructionWidget(viewer)
+        viewer.window.add_dock_widget(w, name="tomodiff", area="right")
+        w.load_prior = lambda name, device=None: gaussian_denoiser
+        w.method.value, w.steps.value, w.n_samples.value = "pigdm", 6, 4
+        w.start()
+        _wait(qtbot, w)
+        std = next(layer for layer in viewer.layers if layer.name.endswith("std over 4 samples"))
+        assert std.visible and std.blending == "additive", w.status.value
+        viewer.dims.set_point(0, float(np.mean(std.extent.world[:, 0])))
+        qtbot.wait(300)  # let the shown window settle to its size before fitting the view
+        viewer.reset_view()
+        qtbot.wait(100)
+        shot = viewer.screenshot(canvas_only=False, flash=False)
+    finally:
+        viewer.close()
+    gray = shot[..., :3].mean(-1)
+    assert shot.ndim == 3 and gray.std() > 5, "screenshot is blank"
+    imsave(tmp_path / "uncertainty.png", shot)
+    out = os.environ.get("TOMODIFF_SCREENSHOT_DIR")
+    if out:
+        os.makedirs(out, exist_ok=True)
+        imsave(os.path.join(out, "napari_uncertainty.png"), shot)

@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from ..io import ProjectData, read_project
+from .uncertainty import OVERLAY, consistency, std_label
 
 
 def _limits(arr: np.ndarray, lo=0.5, hi=99.5) -> list[float]:
@@ -22,9 +23,19 @@ def _scale(data: ProjectData, ndim: int) -> tuple[float, ...]:
     return (voxel,) * ndim
 
 
+def _n_samples(data: ProjectData) -> int | None:
+    n = data.provenance.get("n_samples")
+    if isinstance(n, int) and n > 0:
+        return n
+    samples = data.reconstruction.get("samples")
+    return None if samples is None else int(samples.shape[0])
+
+
 def project_layers(path, *, error_map: bool = True) -> list[tuple]:
-    """Layers of a project file: reference, mean, std (uncertainty), samples, |mean − reference|
-    and the sinogram (hidden: it lives in detector space, not volume space)."""
+    """Layers of a project file: reference, mean, std (named with the number of samples it comes
+    from, a hidden additive overlay), samples, |mean − reference| and the sinogram (hidden: it lives
+    in detector space, not volume space). The mean's and std's metadata hold ``n_samples`` and the
+    provenance's ``data_consistency`` (χ² per view) when the file records them."""
     path = Path(path)
     data = read_project(path)
     stem = path.stem
@@ -36,11 +47,14 @@ def project_layers(path, *, error_map: bool = True) -> list[tuple]:
     if ref is not None:
         layers.append((ref, dict(name=f"{stem}: reference", colormap="gray", contrast_limits=volume_limits,
                                  scale=_scale(data, ref.ndim)), "image"))
+    n_samples = _n_samples(data)
+    result_meta = {"n_samples": n_samples, "data_consistency": consistency(data.provenance)}
     if "mean" in recon:
         mean = recon["mean"]
         method = data.provenance.get("method", "reconstruction")
         layers.append((mean, dict(name=f"{stem}: {method} mean", colormap="gray", contrast_limits=volume_limits,
-                                  scale=_scale(data, mean.ndim)), "image"))
+                                  scale=_scale(data, mean.ndim), metadata={**result_meta, "kind": "mean"}),
+                       "image"))
         if error_map and ref is not None and ref.shape == mean.shape:
             err = np.abs(mean - ref)
             layers.append((err, dict(name=f"{stem}: |mean − reference|", colormap="inferno",
@@ -48,9 +62,9 @@ def project_layers(path, *, error_map: bool = True) -> list[tuple]:
                                      visible=False), "image"))
     if "std" in recon:
         std = recon["std"]
-        layers.append((std, dict(name=f"{stem}: std (uncertainty)", colormap="magma",
+        layers.append((std, dict(name=f"{stem}: {std_label(n_samples)}", **OVERLAY,
                                  contrast_limits=_limits(std, 0, 99.5), scale=_scale(data, std.ndim),
-                                 visible=False), "image"))
+                                 visible=False, metadata={**result_meta, "kind": "std"}), "image"))
     if "samples" in recon:
         s = recon["samples"]
         layers.append((s, dict(name=f"{stem}: samples", colormap="gray", contrast_limits=volume_limits,
@@ -71,24 +85,31 @@ def sinogram_layer(sino: np.ndarray, geometry: dict | None, sigma_y: float | Non
 
 
 def result_layers(prefix: str, method: str, mean: np.ndarray, std: np.ndarray | None, *,
-                  voxel_size: float = 1.0, contrast_limits=None, metadata: dict | None = None) -> list[tuple]:
+                  voxel_size: float = 1.0, contrast_limits=None, metadata: dict | None = None,
+                  n_samples: int | None = None, std_overlay: bool = True) -> list[tuple]:
     """Layers of a fresh reconstruction: ``"{prefix}: {method} mean"`` and, when there is one,
-    ``"{prefix}: {method} std (uncertainty)"``, scaled by the voxel size."""
+    ``"{prefix}: {method} std over N samples"`` (a coloured additive overlay on the mean, shown when
+    ``std_overlay``), scaled by the voxel size. Both carry ``metadata`` plus ``kind`` and ``n_samples``."""
     scale = (float(voxel_size),) * mean.ndim
-    layers = [(mean, dict(name=f"{prefix}: {method} mean", colormap="gray", scale=scale, metadata=dict(metadata or {}),
+    meta = {**(metadata or {}), "n_samples": n_samples}
+    layers = [(mean, dict(name=f"{prefix}: {method} mean", colormap="gray", scale=scale,
+                          metadata={**meta, "kind": "mean"},
                           contrast_limits=list(contrast_limits) if contrast_limits else _limits(mean)), "image")]
     if std is not None:
-        layers.append((std, dict(name=f"{prefix}: {method} std (uncertainty)", colormap="magma", scale=scale,
-                                 metadata=dict(metadata or {}), contrast_limits=_limits(std, 0, 99.5)), "image"))
+        layers.append((std, dict(name=f"{prefix}: {method} {std_label(n_samples)}", **OVERLAY, scale=scale,
+                                 visible=std_overlay, metadata={**meta, "kind": "std"},
+                                 contrast_limits=_limits(std, 0, 99.5)), "image"))
     return layers
 
 
 def scan_layers(path) -> list[tuple]:
-    """A DXchange/NXtomo scan as one layer of line integrals ``(A, V, U)``."""
+    """A DXchange/NXtomo scan, or a TIFF scan folder, as one layer of line integrals ``(A, V, U)``."""
     from ..ct import parallel_beam
     from ..io import normalize, read_scan
+    from ..io.tiff_stack import scan_folder
 
-    scan = read_scan(path)
+    layout = scan_folder(path)
+    scan = layout.read() if layout is not None else read_scan(path)
     p = normalize(scan, clamp_gain=1e-3)
     _, rows, cols = p.shape
     # the geometry `tomodiff reconstruct` assumes for raw scans: parallel beam, axis at the detector centre
