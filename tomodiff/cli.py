@@ -2,12 +2,17 @@
 
 Each command module defines ``add_parser(subparsers)`` (which registers its sub-parser and sets
 ``func``) so that ``tomodiff --help`` stays fast: heavy imports happen inside ``func`` only.
+
+Errors: every error the command reports is one line on stderr, ``tomodiff COMMAND: error: ...``,
+with exit status 2, and never a traceback (set ``TOMODIFF_DEBUG=1`` to see one). Interrupts exit
+with 130 (Ctrl-C) or 143 (SIGTERM), after removing any half-written output file.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from ._version import __version__
@@ -16,8 +21,20 @@ from ._version import __version__
 COMMANDS = ["demo", "simulate", "reconstruct", "benchmark", "demo2d", "train_prior", "info", "view"]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (no usage block): ``tomodiff reconstruct: error: ...``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
+
+
+def one_line(text) -> str:
+    """``text`` on one line: newlines folded into ``; ``, surrounding blanks stripped."""
+    return "; ".join(part.strip() for part in str(text).strip().splitlines() if part.strip())
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="tomodiff",
         description="Sparse-view CT and 2D inverse problems by diffusion posterior sampling.")
     parser.add_argument("--version", action="version", version=f"tomodiff {__version__}")
@@ -27,20 +44,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _message(err: BaseException) -> str:
+    """One line for the user: the error's own message for the kinds commands raise on bad input
+    or a bad environment, the exception type too for anything else (that is a bug to report)."""
+    if isinstance(err, KeyError) and err.args:
+        return one_line(err.args[0])
+    if isinstance(err, OSError) and err.strerror and err.filename:
+        return one_line(f"{err.filename}: {err.strerror}")
+    if isinstance(err, (ValueError, OSError, RuntimeError)) and str(err).strip():
+        return one_line(err)
+    return f"unexpected {type(err).__name__}: {one_line(err)} (set TOMODIFF_DEBUG=1 for the traceback)"
+
+
 def main(argv: list[str] | None = None) -> int:
+    from .io.atomic import install_sigterm_handler
+
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
+    installed = install_sigterm_handler()
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
         print("tomodiff: interrupted", file=sys.stderr)
         return 130
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as err:
-        print(f"tomodiff {args.command}: error: {err}", file=sys.stderr)
+    except SystemExit:
+        raise
+    except Exception as err:  # noqa: BLE001 - the one place that turns errors into messages
+        if os.environ.get("TOMODIFF_DEBUG"):
+            raise
+        print(f"tomodiff {args.command}: error: {_message(err)}", file=sys.stderr)
         return 2
+    finally:
+        if installed:
+            import signal
+
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 
 if __name__ == "__main__":

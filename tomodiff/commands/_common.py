@@ -1,22 +1,153 @@
-"""Options and helpers every CT command shares: ``--device``, ``--seed``, ``--json``."""
+"""Options and helpers every CT command shares: ``--device``, ``--seed``, ``--json``; argument types
+that reject bad values at parse time; output-path checks that run before any computation."""
 
 from __future__ import annotations
 
+import argparse
 import json
+import math
+import os
 import sys
+from pathlib import Path
 
 # the reconstruction methods, listed here so that building the parser imports nothing heavy
 # (tests check it equals tomodiff.recon.reconstruct.METHODS)
 RECON_METHODS = ("fbp", "sirt", "cgls", "tv", "pigdm", "dps", "dds", "sdedit")
+CLASSICAL_METHODS = ("fbp", "sirt", "cgls", "tv")
+DIFFUSION_METHODS = ("pigdm", "dps", "dds", "diffpir", "sdedit", "auto")  # auto: picks a diffusion method
 
 
+# ------------------------------------------------------------------ argument types
+def int_at_least(lo: int):
+    """argparse type: an integer ``>= lo``."""
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {lo}, got {text!r}") from None
+        if v < lo:
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}")
+        return v
+    parse.__name__ = f"integer>={lo}"
+    return parse
+
+
+def real(*, lo: float | None = None, strict: bool = False):
+    """argparse type: a finite real number, ``> lo`` (``strict``) or ``>= lo``."""
+    def parse(text: str) -> float:
+        try:
+            v = float(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        if not math.isfinite(v):
+            raise argparse.ArgumentTypeError(f"must be finite, got {text!r}")
+        if lo is not None and (v <= lo if strict else v < lo):
+            raise argparse.ArgumentTypeError(f"must be {'>' if strict else '>='} {lo:g}, got {v:g}")
+        return v
+    parse.__name__ = "number"
+    return parse
+
+
+POSITIVE = real(lo=0.0, strict=True)
+NON_NEGATIVE = real(lo=0.0)
+
+
+def parse_rows(text: str, n_rows: int) -> slice:
+    """``START:STOP`` (either may be empty; Python's negative indices allowed) as a slice that
+    selects at least one of ``n_rows`` detector rows, else a ValueError naming the problem."""
+    start, sep, stop = text.partition(":")
+    if not sep or ":" in stop:
+        raise ValueError(f"--rows must be START:STOP (e.g. 100:164), got {text!r}")
+    try:
+        a = int(start) if start.strip() else None
+        b = int(stop) if stop.strip() else None
+    except ValueError:
+        raise ValueError(f"--rows must be START:STOP with integers (e.g. 100:164), got {text!r}") from None
+    sel = range(n_rows)[slice(a, b)]
+    if len(sel) == 0:
+        raise ValueError(f"--rows {text} selects no rows: the scan has {n_rows} detector rows (0:{n_rows})")
+    for v in (a, b):
+        if v is not None and not -n_rows <= v <= n_rows:
+            raise ValueError(f"--rows {text} is out of range: the scan has {n_rows} detector rows (0:{n_rows})")
+    return slice(sel.start, sel.stop)
+
+
+def given(args, name: str, default=None) -> bool:
+    """Whether option ``name`` was set on the command line (its value differs from the
+    parser's ``None``/``False`` default)."""
+    v = getattr(args, name, default)
+    return v is not None and v is not False
+
+
+def refuse_inapplicable(args, names, why: str) -> None:
+    """A ValueError for the first option in ``names`` that was given although ``why`` says it
+    does not apply (e.g. ``--lam`` with ``--method sirt``)."""
+    for name in names:
+        if given(args, name):
+            raise ValueError(f"--{name.replace('_', '-')} does not apply {why}")
+
+
+# ------------------------------------------------------------------ output paths
+def _nearest_existing(path: Path) -> Path:
+    p = path
+    while not p.exists() and p != p.parent:
+        p = p.parent
+    return p
+
+
+def _same(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return a.exists() and b.exists() and os.path.samefile(a, b)
+    except OSError:
+        return False
+
+
+def check_output_file(out: Path, inputs=(), *, option: str = "--out") -> Path:
+    """Refuse an output path that is one of ``inputs`` (after resolving links), a directory, or
+    not writable — before any computation. Creates nothing."""
+    out = Path(out)
+    for inp in inputs:
+        if inp is not None and _same(out, Path(inp)):
+            raise ValueError(f"{option} {out} is also an input ({inp}); tomodiff never overwrites its input, "
+                             "choose another output path")
+    if out.is_dir():
+        raise ValueError(f"{option} {out} is a directory; give a file name (e.g. {out / 'recon.h5'})")
+    if out.exists() and not os.access(out, os.W_OK):
+        raise ValueError(f"{option} {out} exists and is read-only")
+    _check_dir_writable(out.parent, option, out)
+    return out
+
+
+def check_output_dir(out: Path, inputs=(), *, option: str = "--out") -> Path:
+    """Refuse an output directory that is an existing file, one of ``inputs``, or not writable."""
+    out = Path(out)
+    for inp in inputs:
+        if inp is not None and _same(out, Path(inp)):
+            raise ValueError(f"{option} {out} is also an input ({inp}); choose another output directory")
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{option} {out} exists and is not a directory")
+    _check_dir_writable(out, option, out)
+    return out
+
+
+def _check_dir_writable(directory: Path, option: str, out: Path) -> None:
+    base = _nearest_existing(directory.absolute())
+    if not base.is_dir():
+        raise ValueError(f"{option} {out}: {base} is a file, not a directory")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise ValueError(f"{option} {out}: directory {base} is not writable")
+
+
+# ------------------------------------------------------------------ common options
 def add_common(p, *, seed: bool = True):
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: %(default)s)")
-    p.add_argument("--threads", type=int, default=0,
+    p.add_argument("--threads", type=int_at_least(0), default=0,
                    help="torch CPU threads, 0 = torch's default (default: %(default)s). On a machine busy with "
                         "other work, --threads 1 can be several times faster (measured on 2 cores)")
     if seed:
-        p.add_argument("--seed", type=int, default=0, help="random seed (default: %(default)s)")
+        p.add_argument("--seed", type=int_at_least(0), default=0, help="random seed (default: %(default)s)")
     p.add_argument("--json", action="store_true", help="print a machine-readable JSON summary on stdout")
 
 
@@ -29,9 +160,16 @@ def device(name: str, threads: int | None = None):
             raise ValueError(f"--threads must be >= 0, got {threads}")
         if threads:
             torch.set_num_threads(threads)
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"--device {name!r} is not a torch device (e.g. cpu, cuda, cuda:0)") from err
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise RuntimeError(f"--device {name}: torch sees no CUDA GPU on this machine")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise RuntimeError(f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"--device {name}: tomodiff runs on cpu or cuda devices")
     return dev
 
 
@@ -53,3 +191,10 @@ def load_prior(name: str | None, dev):
     from ..priors import load
 
     return load(name, device=dev)
+
+
+def std_note(n_samples: int) -> str:
+    """How a std was estimated, for output lines: ``std from 4 samples`` (or why there is none)."""
+    if n_samples < 2:
+        return "no std (1 sample)"
+    return f"std from {n_samples} samples"

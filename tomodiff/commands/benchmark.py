@@ -8,14 +8,18 @@ import shlex
 import sys
 from pathlib import Path
 
-from ._common import add_common, device, emit, info, load_prior
+from ._common import (NON_NEGATIVE, add_common, check_output_dir, device, emit, given, info, int_at_least, load_prior,
+                      refuse_inapplicable)
 
 
-def _ints(text: str) -> list[int]:
+def _ints(text: str, option: str = "--views") -> list[int]:
     try:
-        return [int(v) for v in text.split(",") if v.strip()]
+        values = [int(v) for v in text.split(",") if v.strip()]
     except ValueError as err:
-        raise ValueError(f"expected comma-separated integers, got {text!r}") from err
+        raise ValueError(f"{option}: expected comma-separated integers, got {text!r}") from err
+    if not values or min(values) < 1:
+        raise ValueError(f"{option}: expected comma-separated integers >= 1, got {text!r}")
+    return values
 
 
 def _lams(text: str | None) -> dict:
@@ -23,8 +27,13 @@ def _lams(text: str | None) -> dict:
         return {}
     out = {}
     for part in text.split(","):
-        views, _, lam = part.partition(":")
-        out[int(views)] = float(lam)
+        views, sep, lam = part.partition(":")
+        try:
+            out[int(views)] = float(lam)
+        except ValueError:
+            raise ValueError(f"--tv-lam: expected VIEWS:LAM pairs like 4:0.1,8:0.05, got {text!r}") from None
+        if not sep or out[int(views)] < 0 or int(views) < 1:
+            raise ValueError(f"--tv-lam: expected VIEWS:LAM pairs (views >= 1, lam >= 0), got {text!r}")
     return out
 
 
@@ -51,12 +60,13 @@ def add_parser(sub):
     p.add_argument("--real", default="none", choices=("none", "diamond_i13"),
                    help="also reconstruct a measured scan from every 4th and 8th angle, scored against SIRT from "
                         "all angles (diamond_i13: needs $TOMODIFF_SHARED_DATA/diamond_i13_24737/24737_raw.npz)")
-    p.add_argument("--slices", type=int, default=None,
+    p.add_argument("--slices", type=int_at_least(1), default=None,
                    help="score only this many central axial slices of each phantom (the real scan has 8)")
-    p.add_argument("--prior", default="slice-64", help="prior for diffusion methods (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=50, help="diffusion steps (default: %(default)s)")
-    p.add_argument("--samples", type=int, default=1, help="posterior samples per reconstruction (default: %(default)s)")
-    p.add_argument("--noise", type=float, default=0.01, help="relative noise (default: %(default)s)")
+    p.add_argument("--prior", default=None, help="prior for diffusion methods (default: slice-64)")
+    p.add_argument("--steps", type=int_at_least(1), default=None, help="diffusion steps (default: 50)")
+    p.add_argument("--samples", type=int_at_least(1), default=None,
+                   help="posterior samples per reconstruction (default: 1, scores the single sample)")
+    p.add_argument("--noise", type=NON_NEGATIVE, default=0.01, help="relative noise (default: %(default)s)")
     p.add_argument("--tv-lam", help="TV weight per view count, e.g. 4:0.1,8:0.05 (choose on training phantoms)")
     p.add_argument("--out", type=Path, required=True, help="output directory")
     add_common(p)
@@ -72,12 +82,30 @@ def run(args) -> int:
     bad = [m for m in methods if m not in METHODS]
     if bad:
         raise ValueError(f"--methods: unknown {bad}; choose from {', '.join(METHODS)}")
+    if not methods:
+        raise ValueError(f"--methods: none given; choose from {', '.join(METHODS)}")
     views = _ints(args.views)
+    diffusion = any(m in DIFFUSION for m in methods)
+    if not diffusion:
+        refuse_inapplicable(args, ("prior", "steps", "samples"), "without a diffusion method in --methods")
+    if "tv" not in methods:
+        refuse_inapplicable(args, ("tv_lam",), "without tv in --methods")
+    tv_lam = _lams(args.tv_lam)
+    if given(args, "slices") and args.set == "none":
+        raise ValueError("--slices does not apply with --set none (the real scan has its own 8 slices)")
     volumes = _volumes(args.set, benchmark_manifest)
     if not volumes and args.real == "none":
         raise ValueError("nothing to benchmark: --set none and --real none")
+    check_output_dir(args.out, [v for v in volumes if Path(v.split(":")[0]).exists()])
+    args.prior = args.prior or "slice-64"
+    args.steps = args.steps or 50
+    args.samples = args.samples or 1
     dev = device(args.device, args.threads)
-    prior = load_prior(args.prior, dev) if any(m in DIFFUSION for m in methods) else None
+    prior = load_prior(args.prior, dev) if diffusion else None
+    from ..io.volumes import load_volume
+
+    for name in volumes:  # a bad name or file fails here, before any reconstruction and before --out exists
+        load_volume(name)
     args.out.mkdir(parents=True, exist_ok=True)
     log = open(args.out / "progress.log", "a")
 
@@ -88,7 +116,7 @@ def run(args) -> int:
         if not args.json:
             info(line)
 
-    common = dict(prior=prior, steps=args.steps, samples=args.samples, seed=args.seed, tv_lam=_lams(args.tv_lam),
+    common = dict(prior=prior, steps=args.steps, samples=args.samples, seed=args.seed, tv_lam=tv_lam,
                   device=dev, progress=False, on_row=on_row)
     rows, gallery = bench.run_benchmark(volumes, views, methods, noise=args.noise, slices=args.slices, **common)
     if args.real == "diamond_i13":

@@ -4,24 +4,26 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_common, device, emit, info
+from ._common import (NON_NEGATIVE, add_common, check_output_dir, device, emit, int_at_least, refuse_inapplicable,
+                      std_note)
 
 
 def add_parser(sub):
     p = sub.add_parser("demo", help="sparse-view CT demo: FBP, SIRT, TV and PiGDM on a held-out phantom",
                        description="Simulate a noisy 16-view parallel-beam scan of (the central 32 slices of) a held-out 64^3 phantom, "
                                    "reconstruct it with FBP, SIRT, TV and PiGDM (shipped slice prior, "
-                                   "2 posterior samples), print PSNR/SSIM/time/NFE, write HDF5 files "
+                                   "4 posterior samples: their mean, and their std as uncertainty), print PSNR/SSIM/time/NFE, write HDF5 files "
                                    "and a PNG of orthogonal slices.")
     p.add_argument("--phantom", default="shepp_logan_64_a",
                    help="benchmark-set name or FAMILY:SEED[:SIZE] (default: %(default)s)")
-    p.add_argument("--views", type=int, default=16, help="projection angles (default: %(default)s)")
-    p.add_argument("--noise", type=float, default=0.01, help="noise std relative to max line integral (default: %(default)s)")
+    p.add_argument("--views", type=int_at_least(1), default=16, help="projection angles (default: %(default)s)")
+    p.add_argument("--noise", type=NON_NEGATIVE, default=0.01, help="noise std relative to max line integral (default: %(default)s)")
     p.add_argument("--methods", default="fbp,sirt,tv,pigdm", help="comma-separated (default: %(default)s)")
-    p.add_argument("--prior", default="slice-64", help="prior for diffusion methods (default: %(default)s)")
-    p.add_argument("--steps", type=int, default=50, help="diffusion steps (default: %(default)s)")
-    p.add_argument("--samples", type=int, default=2, help="posterior samples (default: %(default)s)")
-    p.add_argument("--slices", type=int, default=32,
+    p.add_argument("--prior", default=None, help="prior for diffusion methods (default: slice-64)")
+    p.add_argument("--steps", type=int_at_least(1), default=None, help="diffusion steps (default: 50)")
+    p.add_argument("--samples", type=int_at_least(1), default=None,
+                   help="posterior samples; the std needs >= 2 (default: 4)")
+    p.add_argument("--slices", type=int_at_least(0), default=32,
                    help="central axial slices of the phantom to use; 0 = all (default: %(default)s)")
     p.add_argument("--out-dir", type=Path, default=Path("out/demo"), help="where files go (default: %(default)s)")
     add_common(p)
@@ -30,14 +32,29 @@ def add_parser(sub):
 
 def run(args) -> int:
     from ..demos.ct_demo import run_demo, save_figure
-    from ..recon.reconstruct import METHODS
+    from ..io.volumes import load_volume
+    from ..recon.reconstruct import DIFFUSION, METHODS
 
     methods = [m.strip() for m in args.methods.split(",") if m.strip()]
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise ValueError(f"--methods: unknown {bad or 'none given'}; choose from {', '.join(METHODS)}")
+    diffusion = any(m in DIFFUSION for m in methods)
+    if not diffusion:
+        refuse_inapplicable(args, ("prior", "steps", "samples"), "without a diffusion method in --methods")
+    phantom_file = args.phantom.split(":")[0]
+    check_output_dir(args.out_dir, [phantom_file] if Path(phantom_file).exists() else [], option="--out-dir")
+    load_volume(args.phantom)  # a bad --phantom fails before any work or output
+    if diffusion:
+        from ..priors import available
+
+        if (args.prior or "slice-64") not in available():
+            raise ValueError(f"--prior {args.prior or 'slice-64'}: no shipped prior of that name; "
+                             f"available: {', '.join(available()) or 'none'}")
+    samples = args.samples or 4
     results, setup, ref = run_demo(phantom=args.phantom, views=args.views, noise=args.noise, methods=methods,
-                                   prior_name=args.prior, steps=args.steps, samples=args.samples, seed=args.seed,
+                                   prior_name=args.prior or "slice-64", steps=args.steps or 50, samples=samples,
+                                   seed=args.seed,
                                    slices=args.slices or None, out_dir=args.out_dir,
                                    device=device(args.device, args.threads),
                                    progress=not args.json)
@@ -50,6 +67,9 @@ def run(args) -> int:
              f"noise {setup['noise_relative']:.0%} of max",
              f"{'method':<8} {'PSNR [dB]':>9} {'SSIM':>6} {'time [s]':>9} {'NFE':>5}"]
     lines += [f"{r.name:<8} {r.psnr:9.2f} {r.ssim:6.3f} {r.seconds:9.1f} {r.nfe:5d}" for r in results]
+    if diffusion:
+        lines.append(f"diffusion methods: mean of {samples} samples, {std_note(samples)} (PSNR/SSIM with the "
+                     "reference's data range)")
     lines += [f"figure: {figure}", "open in napari: tomodiff view " + " ".join(str(r.path) for r in results)]
     emit(args, summary, lines)
     return 0

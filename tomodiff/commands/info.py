@@ -54,8 +54,9 @@ def describe_file(path: Path) -> dict:
     """Datasets (shape, dtype) and attributes of any HDF5 file; geometry/provenance decoded."""
     import h5py
 
-    if not path.exists():
-        raise FileNotFoundError(f"{path}: no such file")
+    from ..io.kind import check_hdf5
+
+    check_hdf5(path)  # missing, a directory, not HDF5 or truncated: one clear line
     out = {"file": str(path), "datasets": {}, "attributes": {}}
 
     def visit(name, obj):
@@ -63,7 +64,10 @@ def describe_file(path: Path) -> dict:
             out["datasets"][name] = {"shape": list(obj.shape), "dtype": str(obj.dtype)}
 
     with h5py.File(path, "r") as f:
-        f.visititems(visit)
+        try:
+            f.visititems(visit)
+        except (OSError, RuntimeError, KeyError) as err:
+            raise ValueError(f"{path}: damaged HDF5 file ({str(err).splitlines()[0] if str(err) else err!r})") from err
         out["attributes"] = {k: _plain(v) for k, v in f.attrs.items()}
         if "sinogram" in f and "geometry_json" in f["sinogram"].attrs:
             out["geometry"] = json.loads(f["sinogram"].attrs["geometry_json"])

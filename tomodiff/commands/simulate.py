@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import add_common, emit, info
+from ._common import NON_NEGATIVE, POSITIVE, add_common, check_output_file, emit, info, int_at_least
 
 
 def add_parser(sub):
@@ -14,13 +14,13 @@ def add_parser(sub):
     src = p.add_mutually_exclusive_group(required=True)
     src.add_argument("--phantom", help="a benchmark-set name (e.g. shepp_logan_64_a) or FAMILY:SEED[:SIZE]")
     src.add_argument("--volume", help="a volume file: FILE.npy, FILE.h5 or FILE.h5:DATASET")
-    p.add_argument("--views", type=int, default=16, help="number of projection angles (default: %(default)s)")
+    p.add_argument("--views", type=int_at_least(1), default=16, help="number of projection angles (default: %(default)s)")
     p.add_argument("--geometry", choices=("parallel", "cone"), default="parallel",
                    help="parallel beam over 180 degrees or cone beam over 360 (default: %(default)s)")
-    p.add_argument("--noise", type=float, default=0.01,
+    p.add_argument("--noise", type=NON_NEGATIVE, default=0.01,
                    help="Gaussian noise std relative to the largest line integral (default: %(default)s)")
-    p.add_argument("--voxel-size", type=float, default=1.0, help="voxel edge in world units (default: %(default)s)")
-    p.add_argument("--out", type=Path, required=True, help="HDF5 file to write")
+    p.add_argument("--voxel-size", type=POSITIVE, default=1.0, help="voxel edge in world units (default: %(default)s)")
+    p.add_argument("--out", type=Path, required=True, help="HDF5 file to write (never the --volume file)")
     add_common(p)
     p.set_defaults(func=run)
 
@@ -31,6 +31,8 @@ def run(args) -> int:
     from ..io.volumes import load_volume
     from ._common import device
 
+    volume_file = args.volume.split(":")[0] if args.volume else None
+    check_output_file(args.out, [volume_file, args.volume])
     device(args.device, args.threads)
     volume, desc = load_volume(args.phantom or args.volume)
     y, geometry, sigma_y = simulate_scan(volume, views=args.views, kind=args.geometry, noise=args.noise,

@@ -31,9 +31,54 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
+def _validate(args) -> None:
+    """CLI-level checks, before anything is imported, trained or written: one clear line each."""
+    import math
+    from pathlib import Path
+
+    from ._common import check_output_dir, check_output_file
+
+    for name, lo in (("size", 1), ("source_size", 1), ("batch", 1), ("steps", 1), ("eval_every", 1),
+                     ("grid_samples", 0), ("threads", 0), ("seed", 0)):
+        v = getattr(args, name, None)
+        if v is not None and v < lo:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {lo}, got {v}")
+    for name in ("lr", "max_minutes", "checkpoint_minutes"):
+        v = getattr(args, name, None)
+        if v is not None and not (math.isfinite(v) and v > 0):
+            raise ValueError(f"--{name.replace('_', '-')} must be a finite number > 0, got {v}")
+    try:
+        channels = [int(c) for c in args.channels.split(",")]
+    except ValueError:
+        raise ValueError(f"--channels must be comma-separated integers like 16,32,64, got {args.channels!r}") from None
+    if not channels or min(channels) < 1:
+        raise ValueError(f"--channels must be comma-separated integers >= 1, got {args.channels!r}")
+    scale_range = getattr(args, "scale_range", None)
+    if scale_range is not None:
+        try:
+            lo_hi = [float(v) for v in scale_range.split(",")]
+        except ValueError:
+            raise ValueError(f"--scale-range must be LOW,HIGH numbers, got {scale_range!r}") from None
+        if len(lo_hi) != 2:
+            raise ValueError(f"--scale-range must be LOW,HIGH, got {scale_range!r}")
+    for option in ("data", "val_data", "test_data"):
+        for f in getattr(args, option, None) or []:
+            if not Path(f).exists():
+                raise FileNotFoundError(f"--{option.replace('_', '-')} {f}: no such file or directory")
+    out_dir = Path(args.out_dir)
+    if args.export:
+        ckpt = out_dir / "checkpoint.pt"
+        if not ckpt.is_file():
+            raise FileNotFoundError(f"{ckpt}: no such file (--export needs a training run in {out_dir})")
+        check_output_file(Path(args.export), [ckpt, out_dir / "best.pt"], option="--export")
+        return
+    check_output_dir(out_dir, [*(args.data or []), *(getattr(args, "val_data", None) or [])], option="OUT_DIR")
+
+
 def run(args) -> int:
     from pathlib import Path
 
+    _validate(args)
     from ..priors.train import TrainConfig, export, train
 
     if args.export:

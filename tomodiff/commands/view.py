@@ -17,6 +17,10 @@ def add_parser(sub):
 
 
 def run(args) -> int:
+    from ..io.kind import probe
+
+    for path in args.files:  # every file checked (one clear line each) before napari starts
+        probe(path)
     from ..napari.view import _require_napari, build_viewer
 
     napari = _require_napari()

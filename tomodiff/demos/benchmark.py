@@ -42,10 +42,11 @@ def volume_group(shape, description: dict) -> str:
     return f"{kind} " + "×".join(str(int(s)) for s in shape)
 
 
-def _score(group, name, n_views, method, A, y, sigma_y, ref, *, scale=1.0, data_range=1.0, prior=None,
+def _score(group, name, n_views, method, A, y, sigma_y, ref, *, scale=1.0, data_range=None, prior=None,
            steps=50, samples=1, seed=0, tv_lam=None, progress=True):
     """One reconstruction of ``y / scale`` (so that a [0, 1] prior fits), scored in 3D against ``ref``
-    after multiplying back. Returns the row and the mean ``(Z, Y, X)`` as numpy."""
+    after multiplying back, with ``data_range`` as PSNR/SSIM peak (default: the reference's own
+    max − min). Returns the row and the mean ``(Z, Y, X)`` as numpy."""
     from ..recon import psnr, reconstruct, ssim
     from ..recon.reconstruct import DIFFUSION
 
@@ -56,6 +57,8 @@ def _score(group, name, n_views, method, A, y, sigma_y, ref, *, scale=1.0, data_
         kw["lam"] = tv_lam[n_views]
     r = reconstruct(A, y / scale, method=method, sigma_y=sigma_y / scale, seed=seed, progress=progress, **kw)
     mean = scale * r.mean[0, 0].cpu().numpy()
+    if data_range is None:
+        data_range = float(ref.max() - ref.min())
     row = Row(group, name, n_views, method, float(psnr(mean, ref, data_range=data_range)),
               float(ssim(mean, ref, data_range=data_range)), r.residual, r.seconds, r.nfe, r.peak_memory_mb)
     return row, mean

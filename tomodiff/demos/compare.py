@@ -29,12 +29,11 @@ class Result:
 
 
 def score(estimate: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
-    """``(PSNR dB, SSIM)`` of ``(1, 1, H, W)`` images in [0, 1] (data range 1)."""
-    from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+    """``(PSNR dB, SSIM)`` of ``(1, 1, H, W)`` images, with the truth's own range as peak."""
+    from ..recon.metrics import psnr, ssim
 
     a, b = truth[0, 0].double().numpy(), estimate[0, 0].double().numpy()
-    return (float(peak_signal_noise_ratio(a, b, data_range=1.0)),
-            float(structural_similarity(a, b, data_range=1.0)))
+    return float(psnr(b, a)), float(ssim(b, a))
 
 
 def compare(truth: torch.Tensor, tasks: list[Task], methods, *, prior=None, noise_sigma: float,

@@ -22,6 +22,7 @@ class MethodResult:
     peak_memory_mb: float
     residual: float
     path: Path | None = None
+    n_samples: int | None = None  # posterior samples behind mean and std (None: classical)
 
 
 def run_demo(*, phantom: str = "shepp_logan_64_a", views: int = 16, noise: float = 0.01,
@@ -47,6 +48,7 @@ def run_demo(*, phantom: str = "shepp_logan_64_a", views: int = 16, noise: float
     y = y.to(device)
     A = Projector(geometry, device=device)
     ref = volume.numpy()
+    data_range = float(ref.max() - ref.min())  # PSNR/SSIM peak: the reference's own range
     prior = None
     if any(m in DIFFUSION for m in methods):
         from ..priors import load
@@ -59,9 +61,10 @@ def run_demo(*, phantom: str = "shepp_logan_64_a", views: int = 16, noise: float
         r = reconstruct(A, y, method=method, sigma_y=sigma_y, seed=seed, progress=progress, **kw)
         mean = r.mean[0, 0].cpu().numpy()
         std = None if r.std is None else r.std[0, 0].cpu().numpy()
-        res = MethodResult(method, mean, std, psnr=float(psnr(mean, ref, data_range=1.0)),
-                           ssim=float(ssim(mean, ref, data_range=1.0)), seconds=r.seconds, nfe=r.nfe,
-                           peak_memory_mb=r.peak_memory_mb, residual=r.residual)
+        res = MethodResult(method, mean, std, psnr=float(psnr(mean, ref, data_range=data_range)),
+                           ssim=float(ssim(mean, ref, data_range=data_range)), seconds=r.seconds, nfe=r.nfe,
+                           peak_memory_mb=r.peak_memory_mb, residual=r.residual,
+                           n_samples=samples if method in DIFFUSION else None)
         recon = {"mean": mean}
         if std is not None:
             recon["std"] = std
@@ -71,17 +74,22 @@ def run_demo(*, phantom: str = "shepp_logan_64_a", views: int = 16, noise: float
         res.path = write_project(out_dir / f"{name}.h5", ProjectData(
             sinogram=y[0, 0].cpu().numpy(), geometry=geometry, reference=ref, reconstruction=recon,
             provenance={**r.provenance, "phantom": desc.get("name", desc.get("source")), "sigma_y": sigma_y,
-                        "psnr": res.psnr, "ssim": res.ssim, "seconds": r.seconds, "nfe": r.nfe}))
+                        "psnr": res.psnr, "ssim": res.ssim, "metrics": {"data_range": data_range,
+                                                                        "data_range_rule": "reference max - min"},
+                        "std_samples": samples if std is not None else None, "seconds": r.seconds, "nfe": r.nfe}))
         results.append(res)
     setup = {"phantom": phantom, "shape": list(volume.shape), "views": views, "noise_relative": noise,
              "sigma_y": sigma_y, "prior": prior_name if prior is not None else None, "steps": steps,
-             "samples": samples, "seed": seed}
+             "samples": samples, "seed": seed, "metrics_data_range": data_range}
     return results, setup, ref
 
 
 def save_figure(ref: np.ndarray, results: list[MethodResult], path: Path) -> Path:
     """Orthogonal central slices (axial, coronal, sagittal) of the truth and every method, plus
-    the diffusion methods' posterior std."""
+    the diffusion methods' posterior std (titled with the number of samples it comes from).
+
+    Every panel is drawn with row 0 at the top (``origin="upper"``), the convention of the arrays
+    and of napari: axial slices ``(Y, X)``, coronal ``(Z, X)`` and sagittal ``(Z, Y)`` with slice 0 on top."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,14 +100,15 @@ def save_figure(ref: np.ndarray, results: list[MethodResult], path: Path) -> Pat
         cols.append((f"{r.name}\n{r.psnr:.1f} dB", r.mean, "gray", (0, 1)))
     for r in results:
         if r.std is not None:
-            cols.append((f"{r.name} std", r.std, "magma", (0, float(np.percentile(r.std, 99.5)) or 1.0)))
+            n = r.n_samples or "?"
+            cols.append((f"{r.name} std\n({n} samples)", r.std, "magma", (0, float(np.percentile(r.std, 99.5)) or 1.0)))
     Z, Y, X = ref.shape
     cuts = [("axial", lambda v: v[Z // 2]), ("coronal", lambda v: v[:, Y // 2]), ("sagittal", lambda v: v[:, :, X // 2])]
     fig, axes = plt.subplots(3, len(cols), figsize=(2.2 * len(cols), 6.9), squeeze=False)
     for j, (title, vol, cmap, lim) in enumerate(cols):
         for i, (cut, take) in enumerate(cuts):
             ax = axes[i, j]
-            ax.imshow(take(vol), cmap=cmap, vmin=lim[0], vmax=lim[1], origin="lower")
+            ax.imshow(take(vol), cmap=cmap, vmin=lim[0], vmax=lim[1], origin="upper")
             ax.set_xticks([]), ax.set_yticks([])
             if i == 0:
                 ax.set_title(title, fontsize=9)

@@ -1,11 +1,73 @@
-"""Atomic file writes: a crash never leaves a half-written file in place of a good one."""
+"""Atomic file writes: a crash never leaves a half-written file in place of a good one.
+
+The data go to a hidden temporary file next to the target, ``.NAME.PID.RANDOM.tmp``, which is
+renamed over the target only when it is complete and on disk. On any exception — including
+``SystemExit`` raised by :func:`install_sigterm_handler` on SIGTERM — the temporary file is removed
+and the target is left exactly as it was. A process killed outright (SIGKILL, power loss) cannot
+clean up; its temporary file names a process that no longer exists, and the next write to the
+same target removes it (:func:`remove_stale_temporaries`).
+
+Finished files get the usual permissions of a new file, ``0o666 & ~umask`` (a bare ``mkstemp``
+would leave them readable by their owner only).
+"""
 
 from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import tempfile
 from pathlib import Path
+
+
+def current_umask() -> int:
+    """The process umask, read without changing it where the OS allows (Linux: /proc)."""
+    try:
+        with open("/proc/self/status") as fh:
+            for line in fh:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: the classic set-and-restore
+    os.umask(mask)
+    return mask
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def remove_stale_temporaries(path, suffix: str = ".tmp") -> list[Path]:
+    """Remove temporary files left next to ``path`` by writers that died (their PID is gone).
+
+    Only names of the form ``.NAME.PID.RANDOM<suffix>`` are considered; files of live
+    processes (a concurrent write) are left alone. Returns the removed paths.
+    """
+    path = Path(path)
+    removed = []
+    prefix = f".{path.name}."
+    if not path.parent.is_dir():
+        return removed
+    for cand in path.parent.iterdir():
+        name = cand.name
+        if not (name.startswith(prefix) and name.endswith(suffix)):
+            continue
+        pid_text = name[len(prefix):].split(".", 1)[0]
+        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            cand.unlink()
+            removed.append(cand)
+    return removed
 
 
 @contextlib.contextmanager
@@ -14,15 +76,17 @@ def atomic_path(path, suffix: str = ".tmp"):
 
     The temporary file lives in the same directory (``os.replace`` is atomic only within one
     filesystem). On any exception the temporary file is removed and ``path`` — if it existed —
-    is left exactly as it was.
+    is left exactly as it was. The new file gets mode ``0o666 & ~umask``.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    remove_stale_temporaries(path, suffix)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
         yield tmp
+        os.chmod(tmp, 0o666 & ~current_umask())
         with open(tmp, "rb+") as fh:  # data on disk before the rename makes it visible
             os.fsync(fh.fileno())
         os.replace(tmp, path)
@@ -40,3 +104,20 @@ def atomic_h5(path):
     with atomic_path(path, suffix=".h5.tmp") as tmp:
         with h5py.File(tmp, "w") as f:
             yield f
+
+
+def _raise_on_sigterm(signum, frame):
+    raise SystemExit(128 + signum)
+
+
+def install_sigterm_handler() -> bool:
+    """Turn SIGTERM into ``SystemExit(143)`` so that ``finally`` blocks (and the clean-up of
+    :func:`atomic_path`) run. Only from the main thread; returns whether it was installed."""
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return False
+    if signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None):
+        return False  # someone else (a test runner, an embedding app) handles it
+    signal.signal(signal.SIGTERM, _raise_on_sigterm)
+    return True

@@ -42,19 +42,14 @@ class RawScan:
 
 
 def thin_indices(n: int, *, step: int | None = None, indices=None) -> np.ndarray:
-    """Indices of a sparse-view subset of ``n`` angles: every ``step``-th, or explicit ``indices``."""
-    if (step is None) == (indices is None):
-        raise ValueError("give exactly one of step= or indices=")
-    if step is not None:
-        if int(step) != step or step < 1:
-            raise ValueError(f"step must be a positive integer, got {step!r}")
-        return np.arange(0, n, int(step))
-    idx = np.asarray(indices)
-    if idx.ndim != 1 or idx.size == 0 or not np.issubdtype(idx.dtype, np.integer):
-        raise ValueError(f"indices must be a non-empty 1D integer sequence, got {indices!r}")
-    if idx.min() < -n or idx.max() >= n:
-        raise ValueError(f"indices out of range for {n} angles: {idx.min()}..{idx.max()}")
-    return idx
+    """Indices of a sparse-view subset of ``n`` angles: every ``step``-th, or explicit ``indices``.
+
+    The one thinning rule of tomodiff (:meth:`tomodiff.ct.Geometry.thin`): ``step`` a positive
+    integer; ``indices`` non-empty, each in ``[0, n)`` (no negative indices).
+    """
+    from ..ct.geometry import _thin_indices
+
+    return np.asarray(_thin_indices(n, step, indices), dtype=np.int64)
 
 
 def _dataset(f, key: str, path: Path, *, ndim=None):

@@ -118,18 +118,3 @@ def scan_layers(path) -> list[tuple]:
                      contrast_limits=_limits(p), metadata={"angles_rad": scan.angles.tolist(),
                                                            "geometry": geometry, "sigma_y": None}), "image")]
 
-
-def file_kind(path) -> str | None:
-    """``"project"``, ``"scan"`` or ``None`` (not a file tomodiff reads)."""
-    import h5py
-
-    try:
-        with h5py.File(path, "r") as f:
-            if f.attrs.get("format") == "tomodiff":
-                return "project"
-            if "exchange/data" in f or any(hasattr(g, "keys") and "instrument/detector/data" in g
-                                           for g in f.values()):
-                return "scan"
-    except (OSError, ValueError):
-        return None
-    return None

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .layers import file_kind, project_layers, scan_layers
+from ..io.kind import file_kind
+from .layers import project_layers, scan_layers
 
 
 def _require_napari():

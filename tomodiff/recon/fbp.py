@@ -15,7 +15,11 @@ Steps (Kak & Slaney ch. 3; Feldkamp, Davis & Kress 1984 for cone beam):
    band-limited spatial Ram-Lak kernel (correct DC term, no cupping) times an optional window;
 3. per-view angular weights ``Δθ`` from the actual angle gaps (π-periodic for parallel beam, 2π with
    the factor ½ for fan/cone: full scans only, no short-scan weights);
-4. ``Aᵀ`` with the scaling above.
+4. ``Aᵀ`` with the scaling above; (parallel 3D) divided, slice by slice, by the actual Z column
+   sums of ``Aᵀ`` relative to their nominal ``voxel_size / det_spacing`` (:func:`z_column_weights`).
+   When detector rows are coarser than voxels, or offset from them, the rows' interpolation onto
+   slices does not give every slice the same weight; without this step a body uniform in z comes
+   back banded along Z.
 
 Distance weighting: a ray-driven transpose weighs each view by ``1/U`` per spread direction of the
 beam (``U`` = source-to-voxel distance along the central ray / source_distance). In 3D the cone
@@ -135,7 +139,7 @@ def _detector_coords(n: int, spacing: float, offset: float, dtype, device) -> to
 
 
 # ------------------------------------------------------------------------------ FBP
-def fbp(A: LinearOperator, y: torch.Tensor, *, filter: str = "ram-lak", cutoff: float = 1.0,
+def fbp(A: LinearOperator, y: torch.Tensor, *, filter: str = "hann", cutoff: float = 1.0,
         nonneg: bool = False, fan_nodes: int = 32, geometry=None) -> torch.Tensor:
     """Filtered backprojection: parallel beam (2D, 3D slice by slice), fan beam, FDK for cone beam.
 
@@ -151,7 +155,7 @@ def fbp(A: LinearOperator, y: torch.Tensor, *, filter: str = "ram-lak", cutoff: 
         matching ``A.range_shape``.
     filter:
         Window on the ramp: ``"ram-lak"`` (none), ``"shepp-logan"``, ``"cosine"``, ``"hamming"``,
-        ``"hann"``.
+        ``"hann"`` (the default everywhere in tomodiff: ``reconstruct``, the CLI, the napari widget).
     cutoff:
         Frequency above which the filter is zero, as a fraction of the detector's Nyquist
         frequency, in (0, 1].
@@ -233,7 +237,39 @@ def fbp(A: LinearOperator, y: torch.Tensor, *, filter: str = "ram-lak", cutoff: 
             x = _fan_backproject(A, q, g, angles, fan_nodes)
             return x.clamp_min(0.0) if nonneg else x
     x = A.adjoint(q)
+    if kind == "parallel" and ndim == 3:
+        w = z_column_weights(A, g)
+        if w is not None:
+            w = w.to(dtype=x.dtype, device=x.device)
+            seen = w > 1e-3  # slices no detector row reaches stay as they are (zero)
+            x = torch.where(seen[:, None, None], x / torch.where(seen, w, torch.ones_like(w))[:, None, None], x)
     return x.clamp_min(0.0) if nonneg else x
+
+
+def z_column_weights(A: LinearOperator, g) -> torch.Tensor | None:
+    """``(Z,)`` float64: the Z column sums of ``Aᵀ`` for parallel 3D geometry ``g``, relative to their
+    nominal value ``voxel_size / det_spacing``; ``None`` when rows and slices coincide (all 1).
+
+    Measured, not assumed, so that it holds for any backend: one view of ones backprojected in 3D
+    (``c(z)·S(y, x)`` for a projector whose rays stay in z-planes) divided by the same view
+    backprojected through one 2D slice (``S(y, x)``), median over the pixels the view covers well.
+    """
+    from ..ct import Projector, parallel_beam
+
+    Z, V = int(g.volume_shape[0]), int(g.det_shape[0])
+    if V == Z and float(g.det_spacing) == float(g.voxel_size):
+        return None
+    one = g.thin(indices=[0])
+    backend = getattr(A, "backend", "torch")
+    P3 = Projector(one, backend=backend if backend in ("torch", "matrix_free", "astra") else "torch")
+    P2 = Projector(parallel_beam(g.volume_shape[1:], one.angles, det_shape=g.det_shape[1:], voxel_size=g.voxel_size,
+                                 det_spacing=g.det_spacing, center_offset=g.center_offset), backend="torch")
+    with torch.no_grad():
+        b3 = P3.adjoint(torch.ones((1, 1, *one.sino_shape), dtype=torch.float64))[0, 0].double()
+        b2 = P2.adjoint(torch.ones((1, 1, *P2.range_shape), dtype=torch.float64))[0, 0].double()
+    covered = b2 > 0.5 * float(b2.max())
+    c = (b3[:, covered] / b2[covered]).median(dim=1).values  # (Z,)
+    return c * (float(g.det_spacing) / float(g.voxel_size))
 
 
 def _fan_backproject(A: LinearOperator, q: torch.Tensor, g, angles: np.ndarray,

@@ -23,6 +23,7 @@ import torch
 from ..io.atomic import atomic_path
 from .memory import PeakMemory
 from .metrics import data_residual
+from .scale import resolve_scale, warn_if_out_of_range
 from .slabs import blend, can_split, plan_slabs, slab_geometry
 
 CLASSICAL = ("fbp", "sirt", "cgls", "tv")
@@ -39,6 +40,8 @@ TV_LAM_PER_VIEW = 0.006
 # 8 slices, 4–32 views, 50 steps, slice-64): ζ 0.3 was best or within 0.4 dB of the best of
 # {0.03, ..., 10} at every view count; t0 0.35 (from the FBP) best or within 1.1 dB of {0.2, ..., 0.7}.
 DIFFUSION_DEFAULTS = {"dps": {"zeta": 0.3}, "sdedit": {"t0": 0.35}}
+# options that are volumes (starting points): divided by the scale step's factor like the data
+_VOLUME_OPTIONS = ("x0", "x_init")
 
 
 @dataclass
@@ -80,6 +83,12 @@ def _prior_info(prior) -> dict:
             "sha256": info.get("sha256"), "class": type(prior).__name__}
 
 
+def _prior_key(prior) -> dict:
+    """What identifies a prior in checkpoint keys: name, class and the sha256 of its weights (a
+    plain callable ``D(x, sigma)`` has no weights; only its class is known)."""
+    return _prior_info(prior)
+
+
 def _denoiser_of(prior):
     if prior is None:
         raise ValueError("diffusion methods need a prior: pass prior=tomodiff.priors.load('slice-64') "
@@ -98,7 +107,8 @@ def _data_var(prior, default: float) -> float:
 def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int = 50, n_samples: int = 1,
                 sigma_y: float = 0.0, seed: int = 0, slab: int | None = 32, overlap: int = 4,
                 z_coupling: float = 0.02, keep_samples: bool = False, checkpoint=None,
-                progress: bool = True, callback=None, **options) -> Reconstruction:
+                remove_checkpoint: bool = True, scale="auto", progress: bool = True, callback=None,
+                **options) -> Reconstruction:
     """Reconstruct ``y = A(x) + noise`` with a classical or a diffusion method.
 
     Parameters
@@ -116,7 +126,13 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int = 50,
     slab, overlap: slices per slab and slices shared by neighbours (``None``: the whole volume at
         once). z_coupling: weight of TV along Z on each denoised estimate (0: off).
     keep_samples: return the individual samples too. checkpoint: a file that stores finished
-        slabs; rerunning with the same arguments resumes from it (it is removed on success).
+        slabs; rerunning with the same arguments, data, prior (sha256) and geometry resumes from it.
+        It is removed on success unless ``remove_checkpoint=False`` (the caller then removes it once
+        the result is safely stored, as ``tomodiff reconstruct`` does after writing its output).
+    scale: the scale step (:mod:`tomodiff.recon.scale`): ``"auto"`` (robust maximum of a quick
+        FBP maps to 1), a number (the attenuation that maps to 1) or ``None`` (data already in the
+        prior's [0, 1] units). Every method solves ``y / s`` and the result is multiplied back, so
+        weights such as TV's ``lam`` act on the scaled volume and keep their meaning in any units.
     callback: ``callback(done, total)`` after every iteration or diffusion step (``total`` =
         iterations, or slabs × steps); an exception raised in it aborts the run (e.g. to cancel).
     """
@@ -125,21 +141,37 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int = 50,
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
     A.check_measurement(y)
     geometry = getattr(A, "geometry", None)
-    params = {"method": method, "steps": steps, "n_samples": n_samples, "sigma_y": sigma_y, "seed": seed,
-              "slab": slab, "overlap": overlap, "z_coupling": z_coupling,
+    # provenance records only what the method uses: classical methods take no steps, samples or noise level
+    params = {"method": method, **({"steps": steps, "n_samples": n_samples, "sigma_y": sigma_y, "seed": seed,
+                                    "slab": slab, "overlap": overlap, "z_coupling": z_coupling}
+                                   if method in DIFFUSION else {}),
               **{k: v for k, v in options.items() if isinstance(v, (int, float, str, bool, type(None)))}}
     device = y.device
+    y_units = y
     with PeakMemory(device) as mem:
+        # the scale step: every method solves y / s; results are multiplied back (recon/scale.py)
+        s, scale_record = resolve_scale(A, y, scale)
+        y = y / s
+        if method in DIFFUSION and scale != "auto":
+            warn_if_out_of_range(A, y)
+        options = {k: (v / s if k in _VOLUME_OPTIONS and isinstance(v, torch.Tensor) else v)
+                   for k, v in options.items()}
         if method in CLASSICAL:
             (mean, used), std, samples, nfe = _classical(A, y, method, options, progress, callback), None, None, 0
         else:
-            samples, nfe, used = _diffusion(A, y, method, prior, steps, n_samples, sigma_y, seed, slab, overlap,
-                                      z_coupling, checkpoint, progress, params, options, callback)
+            samples, nfe, used = _diffusion(A, y, method, prior, steps, n_samples, sigma_y / s, seed, slab, overlap,
+                                            z_coupling, checkpoint, progress, {**params, "scale": s}, options,
+                                            callback, remove_checkpoint=remove_checkpoint)
             mean = samples.mean(0)
             std = samples.std(0, correction=1) if n_samples > 1 else None
+        mean = mean * s
+        std = None if std is None else std * s
+        samples = None if samples is None else samples * s
+        y = y_units
     residual = float(data_residual(A, mean, y).max())
     # options as used, defaults included (callables and tensors by repr)
-    provenance = {**params, "options": {k: repr(v) for k, v in used.items() if k != "callback"},
+    provenance = {**params, "scale": scale_record,
+                  "options": {k: repr(v) for k, v in used.items() if k != "callback"},
                   "prior": _prior_info(prior) if method in DIFFUSION else {},
                   "geometry": geometry.to_dict() if geometry is not None else None,
                   "backend": getattr(A, "backend", None), "versions": _versions(),
@@ -222,7 +254,7 @@ def _diffusion_slab(denoiser, A_k, y_k, k, *, method, steps, n_samples, sigma_y,
 
 
 def _diffusion(A, y, method, prior, steps, n_samples, sigma_y, seed, slab, overlap, z_coupling, checkpoint,
-               progress, params, options, callback=None):
+               progress, params, options, callback=None, *, remove_checkpoint=True):
     from . import distributed
     from .slabs import two_pass
 
@@ -234,8 +266,12 @@ def _diffusion(A, y, method, prior, steps, n_samples, sigma_y, seed, slab, overl
     phases = two_pass(plan)  # slabs coupled by schedule: the same result on any number of ranks
     opts = _diffusion_options(method, prior, options)
     ctx, _ = distributed.setup(y.device)
-    store = distributed.open_checkpoint(_Checkpoint, checkpoint, ctx, {**params, "plan": plan,
-                                                                       "y_sha256": _tensor_hash(y)})
+    # the key covers everything the slabs depend on: arguments, data, prior weights and geometry
+    geometry = getattr(A, "geometry", None)
+    store = distributed.open_checkpoint(_Checkpoint, checkpoint, ctx, {
+        **params, "plan": plan, "y_sha256": _tensor_hash(y), "prior": _prior_key(prior),
+        "geometry": geometry.to_dict() if geometry is not None else None})
+    store.keep = not remove_checkpoint
     parts, nfes = {}, {}
     bar = _slab_bar(len(plan), progress and len(plan) > 1)
     for phase in phases:
@@ -290,16 +326,22 @@ class _Checkpoint:
 
     def __init__(self, path, params: dict):
         self.path = Path(path) if path is not None else None
-        self.key = hashlib.sha256(json.dumps(params, sort_keys=True, default=repr).encode()).hexdigest()
+        self.params = json.loads(json.dumps(params, sort_keys=True, default=repr))
+        self.key = hashlib.sha256(json.dumps(self.params, sort_keys=True).encode()).hexdigest()
         self.slabs: dict = {}
+        self.keep = False
         if self.path is not None and self.path.exists():
             try:
                 saved = torch.load(self.path, map_location="cpu", weights_only=True)
             except Exception as err:
                 raise ValueError(f"checkpoint {self.path} could not be read ({err}); delete it to start over") from err
             if saved.get("key") != self.key:
-                raise ValueError(f"checkpoint {self.path} belongs to a run with other arguments or data; "
-                                 f"delete it or pass another checkpoint path")
+                old = saved.get("params") or {}
+                diff = sorted(k for k in set(old) | set(self.params) if old.get(k) != self.params.get(k))
+                what = f" (differs in: {', '.join(diff)})" if old and diff else ""
+                raise ValueError(f"checkpoint {self.path} belongs to a run with other arguments or data{what} (the "
+                                 "key covers arguments, data, prior sha256 and geometry); delete it or pass "
+                                 "another checkpoint path")
             self.slabs = saved["slabs"]
 
     def get(self, k):
@@ -310,8 +352,8 @@ class _Checkpoint:
             return
         self.slabs[k] = {"samples": value["samples"].detach().cpu(), "nfe": int(value["nfe"])}
         with atomic_path(self.path) as tmp:
-            torch.save({"key": self.key, "slabs": self.slabs}, tmp)
+            torch.save({"key": self.key, "params": self.params, "slabs": self.slabs}, tmp)
 
     def finish(self):
-        if self.path is not None:
+        if self.path is not None and not self.keep:
             self.path.unlink(missing_ok=True)
