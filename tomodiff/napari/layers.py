@@ -117,4 +117,3 @@ def scan_layers(path) -> list[tuple]:
     return [(p, dict(name=f"{Path(path).stem}: projections (−log)", colormap="gray",
                      contrast_limits=_limits(p), metadata={"angles_rad": scan.angles.tolist(),
                                                            "geometry": geometry, "sigma_y": None}), "image")]
-

@@ -1,4 +1,4 @@
-"""npe2 reader: tomodiff project files and DXchange/NXtomo scans."""
+"""npe2 reader: tomodiff project files, DXchange/NXtomo scans and TIFF scan folders."""
 
 from __future__ import annotations
 
@@ -6,18 +6,26 @@ from ..io.kind import file_kind
 from .layers import project_layers, scan_layers
 
 
+def _kind(path) -> str | None:
+    """``"project"``, ``"scan"`` (HDF5 or a TIFF scan folder) or ``None``; never raises."""
+    from ..io.tiff_stack import scan_folder
+
+    return "scan" if scan_folder(path) is not None else file_kind(path)
+
+
 def get_reader(path):
-    """Return a reader function for ``path`` or ``None`` if tomodiff cannot read it (never raises)."""
+    """Return a reader function for ``path`` or ``None`` if tomodiff cannot read it (never raises).
+    A folder is read when it is a TIFF scan folder (``proj/``, ``flat/``, ``dark/``, ``angles.txt``)."""
     if isinstance(path, (list, tuple)):
-        if not path or any(file_kind(p) is None for p in path):
+        if not path or any(_kind(p) is None for p in path):
             return None
         return read_paths
-    return read_paths if file_kind(path) is not None else None
+    return read_paths if _kind(path) is not None else None
 
 
 def read_paths(path) -> list[tuple]:
     paths = path if isinstance(path, (list, tuple)) else [path]
     layers = []
     for p in paths:
-        layers += project_layers(p) if file_kind(p) == "project" else scan_layers(p)
+        layers += project_layers(p) if _kind(p) == "project" else scan_layers(p)
     return layers

@@ -19,10 +19,12 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
-from magicgui.widgets import ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton, SpinBox
+from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton,
+                              SpinBox)
 
 from ..recon.reconstruct import DIFFUSION, METHODS
 from .layers import result_layers, sinogram_layer
+from .uncertainty import Chi2Plot, chi2_text, is_std_layer, std_label, style_std_overlay
 
 SLAB, OVERLAP = 32, 4  # reconstruct's defaults for diffusion slabs
 
@@ -45,6 +47,7 @@ class Job:
     n_samples: int = 1
     device: str = "cpu"
     seed: int = 0
+    std_overlay: bool = True
 
 
 @dataclass
@@ -166,11 +169,15 @@ def run_job(job: Job, *, cancel: threading.Event, progress: Callable[[int, int],
     mean = r.mean[0, 0].detach().cpu().numpy()
     std = None if r.std is None else r.std[0, 0].detach().cpu().numpy()
     meta = {"method": job.method, "source": name, "sigma_y": sigma_y, "residual": r.residual, "nfe": r.nfe,
-            "seconds": r.seconds, "geometry": geometry.to_dict()}
-    label = job.method if job.method not in DIFFUSION else f"{job.method} ({job.prior}, {job.n_samples} samples)"
-    layers = result_layers(name, label, mean, std, voxel_size=geometry.voxel_size, metadata=meta)
+            "seconds": r.seconds, "geometry": geometry.to_dict(),
+            "data_consistency": r.provenance.get("data_consistency")}
+    n_samples = job.n_samples if job.method in DIFFUSION else None
+    label = job.method if job.method not in DIFFUSION else f"{job.method} ({job.prior})"
+    layers = result_layers(name, label, mean, std, voxel_size=geometry.voxel_size, metadata=meta,
+                           n_samples=n_samples, std_overlay=job.std_overlay)
     nfe = f", NFE {r.nfe}" if job.method in DIFFUSION else ""
-    summary = f"{job.method}: done in {r.seconds:.1f} s{nfe}, residual {r.residual:.3g}"
+    spread = f", {std_label(n_samples)}" if std is not None else ""
+    summary = f"{job.method}: done in {r.seconds:.1f} s{nfe}{spread}, residual {r.residual:.3g}"
     return Result(layers=layers, summary=summary)
 
 
@@ -203,15 +210,25 @@ class ReconstructionWidget(Container):
                                  tooltip="posterior samples (mean and std over them)")
         self.device = ComboBox(label="device", choices=devices())
         self.seed = SpinBox(label="seed", min=0, max=2**31 - 1, value=0)
+        self.std_overlay = CheckBox(text="std as overlay on the mean", value=True,
+                                    tooltip="show the posterior std as a coloured additive layer over the mean")
         self.run_button = PushButton(text="Reconstruct")
         self.cancel_button = PushButton(text="Cancel", enabled=False)
         self.progress = ProgressBar(label="progress", min=0, max=1, value=0)
         self.status = Label(label="status", value="ready")
         self.status.native.setWordWrap(True)  # long error messages wrap instead of widening the dock
+        self.samples_info = Label(label="samples", value="")
+        self.chi2 = Label(label="data fit", value=chi2_text(None))
+        self.chi2.native.setWordWrap(True)
+        self.chi2_plot = Chi2Plot()
         self.extend([self.source, self.file, self.method, self.prior, self.steps, self.n_samples, self.device,
-                     self.seed, self.run_button, self.cancel_button, self.progress, self.status])
+                     self.seed, self.std_overlay, self.run_button, self.cancel_button, self.progress, self.status,
+                     self.samples_info, self.chi2])
+        self.native.layout().addWidget(self.chi2_plot.native)  # χ² per view of the selected reconstruction
 
         self.method.changed.connect(self._method_changed)
+        self.std_overlay.changed.connect(self._overlay_changed)
+        napari_viewer.layers.selection.events.active.connect(self._show_uncertainty)
         self.run_button.changed.connect(self.start)
         self.cancel_button.changed.connect(self.cancel)
         for event in (napari_viewer.layers.events.inserted, napari_viewer.layers.events.removed):
@@ -234,13 +251,14 @@ class ReconstructionWidget(Container):
 
     def _method_changed(self, method):
         diffusion = method in DIFFUSION
-        self.prior.enabled = self.n_samples.enabled = diffusion
+        self.prior.enabled = self.n_samples.enabled = self.std_overlay.enabled = diffusion
         self.steps.enabled = method != "fbp"
 
     def job(self) -> Job:
         """The current inputs as a :class:`Job` (the layer's data is taken now, in the GUI thread)."""
         common = dict(method=self.method.value, prior=self.prior.value.strip(), steps=int(self.steps.value),
-                      n_samples=int(self.n_samples.value), device=self.device.value, seed=int(self.seed.value))
+                      n_samples=int(self.n_samples.value), device=self.device.value, seed=int(self.seed.value),
+                      std_overlay=bool(self.std_overlay.value))
         layer = self.source.value
         if layer is not None:
             return Job(data=np.asarray(layer.data), metadata=dict(layer.metadata), name=layer.name, **common)
@@ -269,6 +287,23 @@ class ReconstructionWidget(Container):
         if self.worker is not None:
             self._cancel.set()
             self._set_status("cancelling…")
+
+    def _overlay_changed(self, on: bool):
+        for layer in self.viewer.layers:
+            if is_std_layer(layer):
+                style_std_overlay(layer, on)
+
+    def _show_uncertainty(self, _event=None):
+        """Describe the selected layer's reconstruction: samples behind its std, χ² per view."""
+        layer = self.viewer.layers.selection.active
+        meta = dict(getattr(layer, "metadata", None) or {})
+        if meta.get("kind") not in ("mean", "std"):
+            return  # keep showing the last reconstruction's numbers while other layers are selected
+        n = meta.get("n_samples")
+        self.samples_info.value = f"{layer.name.partition(': ')[0]}: " + (
+            f"{std_label(n)} (posterior samples)" if n else "no std (a single estimate)")
+        self.chi2.value = chi2_text(meta)
+        self.chi2_plot.show(meta)
 
     def _on_progress(self, done: int, total: int):
         if total > 0:
