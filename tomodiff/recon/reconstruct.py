@@ -27,8 +27,8 @@ from .scale import resolve_scale, warn_if_out_of_range
 from .slabs import blend, can_split, plan_slabs, slab_geometry
 
 CLASSICAL = ("fbp", "sirt", "cgls", "tv")
-DIFFUSION = ("pigdm", "dps", "dds", "sdedit")
-METHODS = CLASSICAL + DIFFUSION
+DIFFUSION = ("pigdm", "dps", "dds", "diffpir", "sdedit")
+METHODS = CLASSICAL + DIFFUSION + ("auto",)  # auto: the sampler sweep's winner (recon/auto.py)
 # defaults of each classical method's options (passed through ``options``)
 CLASSICAL_DEFAULTS = {"fbp": {"filter": "hann"}, "sirt": {"n_iter": 100}, "cgls": {"n_iter": 20},
                       "tv": {"n_iter": 200}}
@@ -104,11 +104,11 @@ def _data_var(prior, default: float) -> float:
     return default
 
 
-def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int = 50, n_samples: int = 1,
+def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int | None = None, n_samples: int = 1,
                 sigma_y: float = 0.0, seed: int = 0, slab: int | None = 32, overlap: int = 4,
                 z_coupling: float = 0.02, keep_samples: bool = False, checkpoint=None,
                 remove_checkpoint: bool = True, scale="auto", progress: bool = True, callback=None,
-                **options) -> Reconstruction:
+                guard: bool = False, **options) -> Reconstruction:
     """Reconstruct ``y = A(x) + noise`` with a classical or a diffusion method.
 
     Parameters
@@ -116,12 +116,14 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int = 50,
     A: a CT ``Projector`` (or any LinearOperator; slabs need a parallel-beam ``A.geometry``).
     y: ``(B, C, *A.range_shape)`` line integrals (world units).
     method: ``"fbp" | "sirt" | "cgls" | "tv"`` (options: ``filter``; ``n_iter``; ``lam``, see
-        :mod:`tomodiff.recon`) or ``"pigdm" | "dps" | "dds" | "sdedit"`` (options as in
+        :mod:`tomodiff.recon`) or ``"pigdm" | "dps" | "dds" | "diffpir" | "sdedit"`` (options as in
         :func:`tomodiff.samplers.sample_posterior`, e.g. ``zeta`` for dps, ``t0`` for sdedit; CT
-        defaults in ``DIFFUSION_DEFAULTS``).
+        defaults in ``DIFFUSION_DEFAULTS``; a warm start ``x_init="fbp" | "sirt" | "tv"`` with
+        ``sigma_start``), or ``"auto"``: the sampler sweep's winner (:mod:`tomodiff.recon.auto`).
     prior: for diffusion methods, a prior (``tomodiff.priors.load(name)``) or a denoiser
         ``D(x, sigma)`` in the volume's units.
-    steps: diffusion steps (NFE per slab); n_samples: posterior samples (mean and std over them).
+    steps: diffusion steps (NFE per slab; default 50, or the sweep's for auto); n_samples: posterior
+        samples (mean and std over them).
     sigma_y: measurement noise std in units of ``y``. seed: everything random derives from it.
     slab, overlap: slices per slab and slices shared by neighbours (``None``: the whole volume at
         once). z_coupling: weight of TV along Z on each denoised estimate (0: off).
@@ -135,10 +137,18 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int = 50,
         weights such as TV's ``lam`` act on the scaled volume and keep their meaning in any units.
     callback: ``callback(done, total)`` after every iteration or diffusion step (``total`` =
         iterations, or slabs × steps); an exception raised in it aborts the run (e.g. to cancel).
+    guard: keep a diffusion result at least as data-consistent as TV (final CG iterations, else
+        TV with a warning; :func:`tomodiff.recon.consistency.guard`). Diffusion results report
+        ``χ²/m`` in ``provenance["data_consistency"]`` and warn when it is far above 1.
     """
     t0 = time.perf_counter()
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    if method == "auto":
+        from .auto import resolve_auto
+
+        method, steps, options = resolve_auto(steps, options)
+    steps = 50 if steps is None else steps
     A.check_measurement(y)
     geometry = getattr(A, "geometry", None)
     # provenance records only what the method uses: classical methods take no steps, samples or noise level
@@ -162,6 +172,12 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int = 50,
             samples, nfe, used = _diffusion(A, y, method, prior, steps, n_samples, sigma_y / s, seed, slab, overlap,
                                             z_coupling, checkpoint, progress, {**params, "scale": s}, options,
                                             callback, remove_checkpoint=remove_checkpoint)
+            guard_info = None
+            if guard:
+                from .consistency import guard as _guard
+
+                ref, _ = _classical(A, y, "tv", {}, False, None)
+                samples, guard_info = _guard(A, y, samples, sigma_y / s, ref)  # all in the scaled units
             mean = samples.mean(0)
             std = samples.std(0, correction=1) if n_samples > 1 else None
         mean = mean * s
@@ -169,6 +185,14 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int = 50,
         samples = None if samples is None else samples * s
         y = y_units
     residual = float(data_residual(A, mean, y).max())
+    consistency = None
+    if method in DIFFUSION:
+        from .consistency import data_consistency, warn_if_inconsistent
+
+        consistency = data_consistency(A, mean, y, sigma_y)
+        if guard_info is not None:
+            consistency["guard"] = guard_info
+        warn_if_inconsistent(consistency, what=f"{method} reconstruction")
     # options as used, defaults included (callables and tensors by repr)
     provenance = {**params, "scale": scale_record,
                   "options": {k: repr(v) for k, v in used.items() if k != "callback"},
@@ -176,6 +200,8 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int = 50,
                   "geometry": geometry.to_dict() if geometry is not None else None,
                   "backend": getattr(A, "backend", None), "versions": _versions(),
                   "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+    if consistency is not None:
+        provenance["data_consistency"] = consistency
     return Reconstruction(mean=mean, std=std, samples=samples if keep_samples else None, residual=residual,
                           nfe=nfe, seconds=time.perf_counter() - t0, peak_memory_mb=mem.peak_mb,
                           provenance=provenance)
@@ -216,7 +242,7 @@ def _generators(seed: int, slab_index: int, n_samples: int) -> list[torch.Genera
 def _diffusion_options(method, prior, options) -> dict:
     """The sampler options of ``method`` as used: CT defaults, the prior's data variance and σ_max."""
     opts = {**DIFFUSION_DEFAULTS.get(method, {}), **options}
-    if method in ("pigdm", "dds"):
+    if method in ("pigdm", "dds", "diffpir"):
         opts.setdefault("data_var", _data_var(prior, 1.0))
     if getattr(prior, "sigma_max", None) is not None:  # start where the prior was trained, not above
         opts.setdefault("sigma_max", float(prior.sigma_max))
@@ -243,6 +269,9 @@ def _diffusion_slab(denoiser, A_k, y_k, k, *, method, steps, n_samples, sigma_y,
     if right is not None:
         guidance.append(known_slices(right.reshape(-1, *right.shape[2:]), start=A_k.domain_shape[0] - right.shape[3]))
     kw = dict(opts)
+    if isinstance(kw.get("x_init"), str):  # warm start from a classical reconstruction of the slab
+        from .auto import warm_start
+        kw["x_init"] = warm_start(A_k, y_k, kw["x_init"])
     if method == "sdedit" and kw.get("x_init") is None and getattr(A_k, "geometry", None) is not None:
         from .fbp import fbp
         kw["x_init"] = fbp(A_k, y_k, filter="hann", nonneg=True)
