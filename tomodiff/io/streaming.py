@@ -31,6 +31,32 @@ from .scans import RawScan, ScanFormatError, _angles_rad, _attr_str, normalize
 VOLUME_CHUNK = (8, 256, 256)
 
 
+class OutputWriteError(RuntimeError):
+    """The output file could not be written (full disk, no permission); earlier results are intact."""
+
+
+def _check_space(out: Path, store, need: int) -> None:
+    """Refuse to start a merge that cannot fit: libhdf5 (2.0 here) may crash the process after a
+    failed write, so a full disk or a file-size limit is checked before, against the uncompressed size."""
+    import resource
+    import shutil
+
+    parent = out.parent if str(out.parent) else Path(".")
+    parent.mkdir(parents=True, exist_ok=True)
+    free = shutil.disk_usage(parent).free
+    fsize = resource.getrlimit(resource.RLIMIT_FSIZE)[0]
+    room = min(free, fsize if fsize != resource.RLIM_INFINITY else free)
+    if room < need:
+        what = "free on its disk" if room == free else "allowed per file (ulimit -f)"
+        raise OutputWriteError(f"could not write {out} (not enough space: it needs up to {need / 2**20:.1f} MiB, "
+                               f"{room / 2**20:.1f} MiB {what}); any earlier {out.name} is unchanged and the finished "
+                               f"slabs stay in {store.dir}, so rerunning only redoes the merge")
+
+
+def _reason(err: OSError) -> str:
+    return os.strerror(err.errno) if getattr(err, "errno", None) else (str(err).splitlines() or ["I/O error"])[0]
+
+
 def _chunks(shape):
     lead = (1,) * (len(shape) - 3)
     return (*lead, *(min(s, c) for s, c in zip(shape[-3:], VOLUME_CHUNK)))
@@ -281,8 +307,12 @@ class SlabStore:
     def put(self, k: int, samples, nfe: int) -> None:
         import torch
 
-        with atomic_path(self._file(k)) as tmp:
-            torch.save({"key": self.key, "samples": samples.detach().cpu().contiguous(), "nfe": int(nfe)}, tmp)
+        try:
+            with atomic_path(self._file(k)) as tmp:
+                torch.save({"key": self.key, "samples": samples.detach().cpu().contiguous(), "nfe": int(nfe)}, tmp)
+        except OSError as err:
+            raise OutputWriteError(f"could not write checkpoint slab {self._file(k)} ({_reason(err)}); the slabs "
+                                   f"finished before it are kept in {self.dir}") from err
 
     def remove(self) -> None:
         for p in self.dir.glob("slab_*.pt"):
@@ -327,6 +357,9 @@ def write_volume(out, *, source: SinogramSource, plan, store: SlabStore, keep_sa
     out = Path(out)
     A, V, U = source.shape
     Z, Y, X = source.geometry.volume_shape
+    n = store.get(0)["samples"].shape[0]
+    _check_space(out, store, 4 * (A * V * U + Z * Y * X * (1 + (n > 1) + (n if keep_samples else 0)
+                                                            + source.has_reference)))
     gz = dict(compression="gzip", compression_opts=4, shuffle=True)
     try:
         with atomic_h5(out) as f:
@@ -387,7 +420,6 @@ def write_volume(out, *, source: SinogramSource, plan, store: SlabStore, keep_sa
                 if isinstance(v, (str, int, float, bool)):
                     p.attrs[key] = v
     except OSError as err:
-        reason = os.strerror(err.errno) if getattr(err, "errno", None) else str(err).splitlines()[0]
-        raise OSError(f"could not write {out} ({reason}); any earlier {out.name} is unchanged and the finished "
-                      f"slabs stay in {store.dir}, so rerunning only redoes the merge") from err
+        raise OutputWriteError(f"could not write {out} ({_reason(err)}); any earlier {out.name} is unchanged and the "
+                               f"finished slabs stay in {store.dir}, so rerunning only redoes the merge") from err
     return out
