@@ -12,7 +12,7 @@ from pathlib import Path
 
 # the reconstruction methods, listed here so that building the parser imports nothing heavy
 # (tests check it equals tomodiff.recon.reconstruct.METHODS)
-RECON_METHODS = ("fbp", "sirt", "cgls", "tv", "pigdm", "dps", "dds", "sdedit")
+RECON_METHODS = ("fbp", "sirt", "cgls", "tv", "pigdm", "dps", "dds", "diffpir", "sdedit", "auto")
 CLASSICAL_METHODS = ("fbp", "sirt", "cgls", "tv")
 DIFFUSION_METHODS = ("pigdm", "dps", "dds", "diffpir", "sdedit", "auto")  # auto: picks a diffusion method
 

@@ -34,7 +34,10 @@ def add_parser(sub):
                                    "(data range: the reference's max - min, recorded in the output).")
     p.add_argument("file", type=Path, help="a tomodiff .h5 file (from simulate), a DXchange/NXtomo scan, or TIFF "
                                           "projections: a folder, a quoted glob ('proj/*.tif') or a scan folder")
-    p.add_argument("--method", choices=RECON_METHODS, required=True)
+    p.add_argument("--method", choices=RECON_METHODS, required=True,
+                   help="auto: the diffusion method and steps chosen by the sampler sweep")
+    p.add_argument("--guard", action="store_true",
+                   help="diffusion: keep the result at least as data-consistent as TV (final CG, else TV)")
     p.add_argument("--prior", help="prior name for diffusion methods (e.g. slice-64)")
     p.add_argument("--steps", type=int_at_least(1), default=None,
                    help=f"diffusion steps = NFE per slab (default: {DEFAULT_STEPS})")
@@ -200,7 +203,8 @@ def run(args) -> int:
             sigma_y = 0.01 * float(y.abs().max())
             info(f"sigma_y not given nor in the file: assuming 1% of max|y| = {sigma_y:.4g}")
         n_samples = args.samples or DEFAULT_SAMPLES
-        kw = dict(prior=prior, steps=args.steps or DEFAULT_STEPS, n_samples=n_samples, sigma_y=sigma_y,
+        kw = dict(prior=prior, steps=args.steps or (None if args.method == "auto" else DEFAULT_STEPS),
+                  n_samples=n_samples, sigma_y=sigma_y, guard=args.guard,
                   seed=args.seed or 0, slab=args.slab or DEFAULT_SLAB, checkpoint=args.checkpoint,
                   remove_checkpoint=False, keep_samples=args.keep_samples)
     if args.iters is not None:
@@ -242,10 +246,14 @@ def run(args) -> int:
                "data_range": quality["data_range"], "seconds": r.seconds, "nfe": r.nfe,
                "peak_memory_mb": r.peak_memory_mb, "residual": r.residual, "out": str(args.out),
                "scale": r.provenance.get("scale", {}).get("value"),
-               "std_samples": n_samples if r.std is not None else None}
+               "std_samples": n_samples if r.std is not None else None,
+               "data_consistency": r.provenance.get("data_consistency")}
     q = "" if quality["psnr"] is None else (f", PSNR {quality['psnr']:.2f} dB, SSIM {quality['ssim']:.3f} "
                                             f"(data range {quality['data_range']:.4g})")
     u = f", {std_note(n_samples)}" if diffusion else ""
+    dc = r.provenance.get("data_consistency") or {}
+    if dc.get("chi2_per_m") is not None:
+        u += f", chi2/m {dc['chi2_per_m']:.3g} (worst view {max(dc['chi2_per_view']):.3g})"
     emit(args, summary, [f"{args.method}: {r.seconds:.1f} s, NFE {r.nfe}, residual {r.residual:.3g}{q}{u}",
                          f"wrote {args.out}  (view: tomodiff view {args.out})"])
     return 0
