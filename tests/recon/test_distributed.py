@@ -135,3 +135,37 @@ def test_idle_ranks_say_so_and_exit_cleanly(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     assert "[rank 2/3] idle: 2 slab(s) for 3 ranks, none left for this rank; exiting" in run.stderr
     assert read_project(tmp_path / "out.h5").reconstruction["mean"].shape == (8, 16, 16)
+
+
+def test_reconstruct_resumes_from_the_checkpoint_files_of_other_ranks(tmp_path):
+    """reconstruct() under torchrun keeps one checkpoint file per rank (``PATH.rank<R>``); a rerun
+    with another number of ranks (here one process) loads them all and redoes only what is missing."""
+    import numpy as np
+
+    from tomodiff.ct import Projector, parallel_beam
+    from tomodiff.recon import reconstruct
+
+    geom = parallel_beam((12, 12, 12), np.linspace(0, np.pi, 6, endpoint=False))
+    A = Projector(geom)
+    y = A(torch.rand(1, 1, 12, 12, 12, generator=torch.Generator().manual_seed(0)))
+    calls = {"n": 0}
+
+    def D(x, sigma):
+        calls["n"] += 1
+        if calls.get("stop") and calls["n"] == calls["stop"]:
+            raise KeyboardInterrupt
+        s = torch.as_tensor(sigma, dtype=x.dtype).reshape(-1, *([1] * (x.dim() - 1)))
+        return 0.3 + 0.05 / (0.05 + s * s) * (x - 0.3)
+
+    kw = dict(method="pigdm", prior=D, steps=3, n_samples=2, sigma_y=0.05, slab=6, overlap=2, seed=4, progress=False)
+    clean = reconstruct(A, y, **kw)  # plan (0,6) (4,10) (8,12): passes [0, 2], [1]
+    ckpt = tmp_path / "run.ckpt"
+    calls.update(n=0, stop=5)  # interrupted in the second slab of the first pass: slab 0 is done
+    with pytest.raises(KeyboardInterrupt):
+        reconstruct(A, y, checkpoint=ckpt, **kw)
+    ckpt.rename(tmp_path / "run.ckpt.rank1")  # as if rank 1 of a 2-rank run had written it
+    calls.update(n=0, stop=None)
+    resumed = reconstruct(A, y, checkpoint=ckpt, **kw)
+    assert calls["n"] == 2 * 3  # slabs 2 and 1 only
+    assert torch.equal(resumed.mean, clean.mean) and torch.equal(resumed.std, clean.std)
+    assert not list(tmp_path.iterdir())  # every rank's file removed after success

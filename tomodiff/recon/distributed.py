@@ -267,6 +267,6 @@ def close_checkpoint(store, ctx: Dist) -> None:
     """After success: every rank removes its checkpoint file, rank 0 also those of earlier runs."""
     barrier(ctx, "the end of the run")
     store.finish()
-    if ctx.rank == 0:
+    if ctx.rank == 0 and not getattr(store, "keep", False):
         for other in getattr(store, "siblings", []):
             other.unlink(missing_ok=True)
