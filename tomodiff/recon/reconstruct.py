@@ -84,9 +84,10 @@ def _prior_info(prior) -> dict:
 
 
 def _prior_key(prior) -> dict:
-    """What identifies a prior in checkpoint keys: name, class and the sha256 of its weights (a
-    plain callable ``D(x, sigma)`` has no weights; only its class is known)."""
-    return _prior_info(prior)
+    """What identifies a prior in checkpoint keys: the sha256 of its weights where it has them,
+    else its name and class (a plain callable ``D(x, sigma)``: only its class is known)."""
+    info = _prior_info(prior)
+    return {"sha256": info["sha256"]} if info.get("sha256") else info
 
 
 def _denoiser_of(prior):
