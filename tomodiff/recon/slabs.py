@@ -87,3 +87,22 @@ def blend(parts: list[torch.Tensor], plan: list[tuple[int, int]], n_slices: int)
         out[..., start:stop, :, :] += part * w.view(-1, 1, 1)
         weight[start:stop] += w
     return out / weight.view(-1, 1, 1)
+
+
+def seam_ratio(volume, plan: list[tuple[int, int]]) -> float:
+    """Mean ``|x[z+1] − x[z]|`` over slice pairs at slab edges divided by that over the other pairs.
+
+    ``volume``: ``(..., Z, Y, X)``; edge pairs are ``(s−1, s)`` for every slab start ``s > 0`` and
+    ``(e−1, e)`` for every slab stop ``e < Z`` of ``plan``. 1 means the edges are as smooth as the
+    interior; a visible seam gives more. (The truth's own ratio over the same pairs is the baseline.)
+    """
+    v = torch.as_tensor(volume).double()
+    d = (v[..., 1:, :, :] - v[..., :-1, :, :]).abs().flatten(-2).mean(-1)   # (..., Z−1)
+    d = d.reshape(-1, d.shape[-1]).mean(0)
+    n = v.shape[-3]
+    edges = {s - 1 for s, _ in plan if s > 0} | {e - 1 for _, e in plan if e < n}
+    edge = [i for i in sorted(edges) if 0 <= i < n - 1]
+    inner = [i for i in range(n - 1) if i not in edges]
+    if not edge or not inner:
+        raise ValueError(f"seam_ratio: plan {plan} has no slab edges (or no interior) in {n} slices")
+    return float(d[edge].mean() / d[inner].mean())
