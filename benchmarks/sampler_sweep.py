@@ -39,6 +39,14 @@ CONFIGS = [
     ("DDS paper, warm FBP σ1", "dds", {"prox": False, "x_init": "fbp", "sigma_start": 1.0}),
     ("DDS prox, warm TV σ1", "dds", {"prox": True, "x_init": "tv", "sigma_start": 1.0}),
     ("DiffPIR λ1, warm TV σ1", "diffpir", {"lam": 1.0, "x_init": "tv", "sigma_start": 1.0}),
+    # second round, around the first round's best (warm starts from TV)
+    ("DDS paper, warm TV σ1, CG 10", "dds", {"prox": False, "x_init": "tv", "sigma_start": 1.0, "cg_iters": 10}),
+    ("DDS paper + TV-Z ADMM, warm TV σ1", "dds", {"prox": False, "tv_z": (10.0, 0.04), "x_init": "tv",
+                                                 "sigma_start": 1.0}),
+    ("ΠGDM, warm TV σ1", "pigdm", {"x_init": "tv", "sigma_start": 1.0}),
+    ("DDS paper, warm SIRT σ1", "dds", {"prox": False, "x_init": "sirt", "sigma_start": 1.0}),
+    ("DDS paper, warm TV σ1, η 0.5", "dds", {"prox": False, "x_init": "tv", "sigma_start": 1.0, "eta": 0.5}),
+    ("DDS paper, warm TV σ1, CG 2", "dds", {"prox": False, "x_init": "tv", "sigma_start": 1.0, "cg_iters": 2}),
 ]
 TRAIN_VOLUMES = ["shepp_logan:11:64", "texture:12:64", "ellipsoids:13:64", "foam:14:64"]
 
@@ -67,6 +75,7 @@ def main(argv=None) -> int:
     p.add_argument("--noise", type=float, default=0.01)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/sampler_sweep.md"))
+    p.add_argument("--append", action="store_true", help="add this run's tables to --out as a further round")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
 
@@ -109,7 +118,8 @@ def main(argv=None) -> int:
 
 
 def write_table(args, rows, tv, specs, views):
-    lines = ["# Sampler sweep (training-seed phantoms only)", "",
+    head = "## Further round" if args.append else "# Sampler sweep (training-seed phantoms only)"
+    lines = [head, "",
              f"`python benchmarks/sampler_sweep.py {' '.join(sys.argv[1:])}` — prior `{args.prior}`, "
              f"{args.slices} central slices of each volume, {args.noise:.0%} noise, {args.samples} sample(s), "
              f"{args.threads} thread(s), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
@@ -120,7 +130,7 @@ def write_table(args, rows, tv, specs, views):
     for n_views in views:
         tv_mean = float(np.mean([tv[(n_views, s)] for s in specs]))
         sel = [r for r in rows if r[0] == n_views]
-        lines += [f"## {n_views} views (TV {tv_mean:.2f} dB)", "",
+        lines += [f"{'###' if args.append else '##'} {n_views} views (TV {tv_mean:.2f} dB)", "",
                   "| method | settings | steps | PSNR [dB] | Δ TV [dB] | worst Δ TV | χ²/m | time [s] |",
                   "|---|---|---:|---:|---:|---:|---:|---:|"]
         for _, label, method, options, steps, ps, cs, secs in sel:
@@ -134,7 +144,8 @@ def write_table(args, rows, tv, specs, views):
                           f"steps={best[4]}, options={best[3]!r}): {np.mean(best[5]):.2f} dB, "
                           f"{np.mean(best[5]) - tv_mean:+.2f} dB over TV.", ""]
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text("\n".join(lines) + "\n")
+    before = args.out.read_text() + "\n" if args.append and args.out.exists() else ""
+    args.out.write_text(before + "\n".join(lines) + "\n")
     print(f"wrote {args.out}")
 
 

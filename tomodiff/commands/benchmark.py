@@ -85,7 +85,7 @@ def run(args) -> int:
     if not methods:
         raise ValueError(f"--methods: none given; choose from {', '.join(METHODS)}")
     views = _ints(args.views)
-    diffusion = any(m in DIFFUSION for m in methods)
+    diffusion = any(m in DIFFUSION or m == "auto" for m in methods)
     if not diffusion:
         refuse_inapplicable(args, ("prior", "steps", "samples"), "without a diffusion method in --methods")
     if "tv" not in methods:

@@ -53,6 +53,8 @@ def _score(group, name, n_views, method, A, y, sigma_y, ref, *, scale=1.0, data_
     kw = {}
     if method in DIFFUSION:
         kw = dict(prior=prior, steps=steps, n_samples=samples)
+    elif method == "auto":  # the sweep's winner with its own number of steps (recon/auto.py)
+        kw = dict(prior=prior, n_samples=samples)
     if method == "tv" and tv_lam and n_views in tv_lam:
         kw["lam"] = tv_lam[n_views]
     r = reconstruct(A, y / scale, method=method, sigma_y=sigma_y / scale, seed=seed, progress=progress, **kw)
