@@ -18,7 +18,7 @@ import sys
 from ._version import __version__
 
 # module names under tomodiff.commands, in the order --help lists them
-COMMANDS = ["demo", "simulate", "reconstruct", "benchmark", "demo2d", "train_prior", "info", "view"]
+COMMANDS = ["demo", "simulate", "reconstruct", "benchmark", "demo2d", "train_prior", "info", "view", "selftest"]
 
 
 class _Parser(argparse.ArgumentParser):

@@ -180,3 +180,16 @@ def test_torch_backend_on_cuda_matches_cpu(rel):
         assert rel(A(x.cuda()).cpu(), A(x)) < 1e-5
         assert rel(A.T(y.cuda()).cpu(), A.T(y)) < 1e-5
         assert dot_test(A, device="cuda") < 1e-12
+
+
+@pytest.mark.parametrize("backend", TORCH_BACKENDS)
+def test_projection_ignores_an_enclosing_autocast(backend, rel):
+    # a bf16 autocast around a sampler must not reach the projector (sparse products have no bf16
+    # kernel; line integrals need fp32): results equal those outside autocast
+    g = parallel_beam((3, 10, 10), _angles(6))
+    A = Projector(g, backend)
+    x = torch.rand(1, 1, *g.volume_shape)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y, back = A(x), A.T(torch.ones(1, 1, *g.sino_shape))
+    assert y.dtype == torch.float32 and rel(y, A(x)) == 0.0
+    assert rel(back, A.T(torch.ones(1, 1, *g.sino_shape))) == 0.0

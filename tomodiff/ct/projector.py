@@ -71,11 +71,15 @@ class Projector(LinearOperator):
         from .backends.torch_backend import matrix_bytes
         return "torch" if matrix_bytes(geometry) <= memory_budget else "matrix_free"
 
+    # Projections are computed in the input's precision (float32 for half types), never under an
+    # enclosing torch.autocast: sparse products have no bf16 kernels and line integrals need fp32.
     def _forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self._kernel.forward(x)
+        with torch.autocast(x.device.type, enabled=False):
+            return self._kernel.forward(x)
 
     def _adjoint(self, y: torch.Tensor) -> torch.Tensor:
-        return self._kernel.adjoint(y)
+        with torch.autocast(y.device.type, enabled=False):
+            return self._kernel.adjoint(y)
 
     def __repr__(self) -> str:
         return f"Projector({self.geometry!r}, backend={self.backend!r})"

@@ -44,7 +44,7 @@ def scan_geometry(volume_shape, views: int, kind: str = "parallel", *, voxel_siz
 
 
 def simulate_scan(volume: torch.Tensor, *, views: int, kind: str = "parallel", noise: float = 0.01,
-                  seed: int = 0, backend: str = "torch", voxel_size: float = 1.0):
+                  seed: int = 0, backend: str = "auto", voxel_size: float = 1.0):
     """Projections of ``volume`` ``(Z, Y, X)`` with Gaussian noise of std ``noise · max(y)``.
 
     Returns ``(y, geometry, sigma_y)`` with ``y`` of shape ``(1, 1, A, V, U)`` (line integrals in

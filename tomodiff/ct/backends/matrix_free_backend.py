@@ -4,10 +4,10 @@ The discretisation is the one of :mod:`tomodiff.ct.joseph` (and of the cached-ma
 backend): each ray is stepped one voxel plane at a time along its dominant axis, the volume is
 interpolated linearly in the other axes with zeros outside, and each sample is weighted by the ray
 length per plane, ``voxel_size / |cos|``. Here the samples are taken with
-``torch.nn.functional.grid_sample`` (bilinear in 2D; trilinear in 3D, where the dominant
-coordinate sits exactly on a voxel plane so it reduces to Joseph's bilinear weights), and the
-adjoint is grid_sample's own input gradient (``aten.grid_sampler_*_backward``): the same weights,
-scattered, so the dot test is exact to rounding. CPU and CUDA alike.
+``torch.nn.functional.grid_sample``, bilinear (in 3D within each voxel plane across the dominant
+axis: the planes are grid_sample's batch), and the adjoint is grid_sample's own input gradient
+(``aten.grid_sampler_2d_backward``): the same weights, scattered, so the dot test is exact to
+rounding. CPU and CUDA alike.
 
 Memory is bounded by the batch: at most :data:`SAMPLES_PER_BATCH` ray-plane samples (times the
 number of channels) live at once, whatever the geometry. Nothing depends on a cache, so the second
@@ -88,10 +88,9 @@ class MatrixFreeKernel:
     def _batches(self, device, dtype):
         """Yield ``(ray_ids, axis, grid, length)`` for every (angle batch, dominant axis) group.
 
-        ``grid``: grid_sample coordinates of every ray-plane sample in the volume permuted by
-        :func:`_axis_last` (the dominant axis last, so consecutive samples of a ray are neighbours
-        in memory), ``(1, R, P, 2)`` (2D) or ``(1, R, P, 1, 3)`` (3D); ``length``: world length per
-        plane of each ray, ``(R,)``; ``ray_ids``: the rays' flat indices in the sinogram's order.
+        ``grid``: grid_sample coordinates of every ray-plane sample in the :func:`_layout` of that
+        axis (see :func:`_sample_grid`); ``length``: world length per plane of each ray, ``(R,)``;
+        ``ray_ids``: the rays' flat indices in the sinogram's order.
         """
         g = self._plane
         shape = g.volume_shape
@@ -112,46 +111,61 @@ class MatrixFreeKernel:
         """``vol`` ``(1, C, *volume_shape)`` -> line integrals ``(C, n_rays)``."""
         g = self._plane
         out = vol.new_zeros(vol.shape[1], g.n_angles * math.prod(g.det_shape))
-        permuted = {}
+        layouts = {}
         for ids, axis, grid, length in self._batches(vol.device, vol.dtype):
-            if axis not in permuted:
-                permuted[axis] = _axis_last(vol, axis).contiguous()
-            samples = torch.nn.functional.grid_sample(permuted[axis], grid, mode="bilinear",
+            if axis not in layouts:
+                layouts[axis] = _layout(vol, g.ndim, axis).contiguous()
+            samples = torch.nn.functional.grid_sample(layouts[axis], grid, mode="bilinear",
                                                       padding_mode="zeros", align_corners=False)
-            out[:, ids] = samples[0].flatten(2).sum(-1) * length  # (C, R)
+            # 2D: (1, C, R, P) -> sum over planes; 3D: (P, C, R, 1) -> sum over the plane batch
+            summed = samples[0].sum(-1) if g.ndim == 2 else samples.sum(0)[..., 0]
+            out[:, ids] = summed * length  # (C, R)
         return out
 
     def _backproject(self, y: torch.Tensor, channels: int) -> torch.Tensor:
         """``y`` with ``channels`` items of ``self._plane.sino_shape`` -> ``(1, C, *volume_shape)``."""
         g = self._plane
-        d = g.ndim
         rows = y.reshape(channels, -1)
-        backward = torch.ops.aten.grid_sampler_2d_backward if d == 2 else torch.ops.aten.grid_sampler_3d_backward
-        sums = {}  # dominant axis -> adjoint accumulated in that axis's permuted layout
+        sums = {}  # dominant axis -> adjoint accumulated in that axis's layout
         for ids, axis, grid, length in self._batches(y.device, y.dtype):
             if axis not in sums:
-                sums[axis] = _axis_last(y.new_zeros(1, channels, *g.volume_shape), axis).contiguous()
+                sums[axis] = _layout(y.new_zeros(1, channels, *g.volume_shape), g.ndim, axis).contiguous()
             weighted = rows[:, ids] * length  # (C, R)
-            view = (1, channels, grid.shape[1], grid.shape[2]) + ((1,) if d == 3 else ())
-            grad = weighted.reshape(1, channels, -1, *([1] * (len(view) - 3))).expand(view).contiguous()
-            part, _ = backward(grad, sums[axis], grid, _BILINEAR, _ZEROS, False, [True, False])
+            if g.ndim == 2:  # grid (1, R, P, 2): samples (1, C, R, P)
+                grad = weighted[None, :, :, None].expand(1, channels, grid.shape[1], grid.shape[2])
+            else:  # grid (P, R, 1, 2): samples (P, C, R, 1)
+                grad = weighted[None, :, :, None].expand(grid.shape[0], channels, grid.shape[1], 1)
+            part, _ = torch.ops.aten.grid_sampler_2d_backward(grad.contiguous(), sums[axis], grid,
+                                                             _BILINEAR, _ZEROS, False, [True, False])
             sums[axis] += part
         out = y.new_zeros(1, channels, *g.volume_shape)
         for axis, part in sums.items():
-            out += _axis_last(part, axis, inverse=True)
+            out += _layout(part, g.ndim, axis, inverse=True)
         return out
 
 
-def _permutation(d: int, axis: int) -> list[int]:
-    """Array axes in the order that puts ``axis`` last (the others keep their order)."""
-    return [b for b in range(d) if b != axis] + [axis]
+def _others(d: int, axis: int) -> list[int]:
+    return [b for b in range(d) if b != axis]
 
 
-def _axis_last(t: torch.Tensor, axis: int, inverse: bool = False) -> torch.Tensor:
-    """View of ``(1, C, *shape)`` with volume ``axis`` moved last (or back, with ``inverse``)."""
-    perm = _permutation(t.dim() - 2, axis)
+def _layout(t: torch.Tensor, ndim: int, axis: int, inverse: bool = False) -> torch.Tensor:
+    """The layout grid_sample reads for rays dominant along volume ``axis`` (a view; or back).
+
+    2D, ``(1, C, Y, X)``: ``axis`` moved last, so that consecutive samples of a ray are neighbours
+    in memory. 3D, ``(1, C, Z, Y, X)``: ``(P, C, H, W)``, the voxel planes along ``axis`` as
+    grid_sample's batch and the other two axes in order, so that each sample is a bilinear
+    interpolation within its plane. ``inverse`` maps such a tensor back to ``(1, C, *volume_shape)``
+    (for 3D it is recognised by a plane batch of more than one; a volume of one plane along
+    ``axis`` has no rays dominant along it).
+    """
+    if t.dim() == 5 or (inverse and t.dim() == 4 and t.shape[0] > 1):  # 3D
+        perm = [axis, *_others(3, axis)]
+        if inverse:  # (P, C, H, W) -> (C, P, H, W) -> (1, C, Z, Y, X)
+            return t.transpose(0, 1).permute(0, *(1 + perm.index(b) for b in range(3)))[None]
+        return t[0].permute(1 + axis, 0, *(1 + b for b in perm[1:]))
+    perm = _others(2, axis) + [axis]
     if inverse:
-        perm = [perm.index(b) for b in range(len(perm))]
+        perm = [perm.index(b) for b in range(2)]
     return t.permute(0, 1, *(2 + b for b in perm))
 
 
@@ -178,25 +192,37 @@ def _sample_grid(p, u, axis, shape, voxel_size, dtype):
     Sample ``k`` of a ray sits on voxel plane ``k`` of ``axis``; its other coordinates are affine in
     ``k`` (offsets and slopes in float64, the samples in ``dtype``). Coordinates are normalised for
     ``align_corners=False`` (index ``i`` of an axis of size ``S`` is ``(2i + 1)/S - 1``, valid for
-    ``S == 1`` too) and ordered as grid_sample wants them for the volume permuted by
-    :func:`_axis_last`: its last axis (``axis``) first.
+    ``S == 1`` too) and laid out for :func:`_layout`: 2D ``(1, R, P, 2)`` as ``(plane, other)``
+    coordinates of the image with ``axis`` last; 3D ``(P, R, 1, 2)`` as ``(W, H)`` coordinates
+    within each plane. Returns ``(grid, length)``, ``length`` ``(R,)`` world units per plane.
     """
     d = len(shape)
     n_planes = shape[axis]
     plane = torch.arange(n_planes, dtype=dtype)
     slope = u / u[:, axis:axis + 1]  # change of each index per plane
     base = p - p[:, axis:axis + 1] * slope  # each index at plane 0
-    grid = torch.empty(p.shape[0], n_planes, d, dtype=dtype)
-    for col, b in enumerate(reversed(_permutation(d, axis))):
-        size = shape[b]
-        if b == axis:
-            grid[..., col] = ((2 * plane.double() + 1) / size - 1).to(dtype)[None, :]
-        else:
-            torch.addcmul(((2 * base[:, b] + 1) / size - 1).to(dtype)[:, None],
-                          (2 * slope[:, b] / size).to(dtype)[:, None], plane[None, :], out=grid[..., col])
-    length = voxel_size / u[:, axis].abs()
-    grid = grid[None] if d == 2 else grid[None, :, :, None, :]
-    return grid, length
+
+    def affine(b, out):  # normalised coordinate on axis b at every plane, written into out
+        c0 = ((2 * base[:, b] + 1) / shape[b] - 1).to(dtype)
+        c1 = (2 * slope[:, b] / shape[b]).to(dtype)
+        if out.shape[0] == p.shape[0]:  # (R, P)
+            torch.addcmul(c0[:, None], c1[:, None], plane[None, :], out=out)
+        else:  # (P, R)
+            torch.addcmul(c0[None, :], c1[None, :], plane[:, None], out=out)
+
+    if d == 2:
+        (b,) = _others(2, axis)
+        grid = torch.empty(p.shape[0], n_planes, 2, dtype=dtype)
+        grid[..., 0] = ((2 * torch.arange(n_planes, dtype=torch.float64) + 1) / n_planes - 1).to(dtype)
+        affine(b, grid[..., 1])
+        grid = grid[None]
+    else:
+        h, w = _others(3, axis)
+        grid = torch.empty(n_planes, p.shape[0], 2, dtype=dtype)
+        affine(w, grid[..., 0])
+        affine(h, grid[..., 1])
+        grid = grid[:, :, None, :]
+    return grid, voxel_size / u[:, axis].abs()
 
 
 def _compute_dtype(t: torch.Tensor):
