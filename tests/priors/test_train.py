@@ -62,3 +62,59 @@ def test_cli_parser(tmp_path):
     ns = parser.parse_args(["train-prior", str(tmp_path), "--dims", "3", "--size", "32", "--channels", "8,16",
                             "--max-minutes", "1.5"])
     assert ns.func is train_prior.run and ns.dims == 3 and ns.max_minutes == 1.5
+
+
+def test_resume_with_other_settings_lists_the_differences(tmp_path):
+    train(TrainConfig(steps=1, **TINY), tmp_path, progress=False, grid=False)
+    with pytest.raises(ValueError, match=r"lr: 0.0005 -> 0.001.*run_seed: 0 -> 3"):
+        train(TrainConfig(steps=2, lr=1e-3, run_seed=3, **TINY), tmp_path, progress=False, grid=False)
+    assert _ckpt(tmp_path)["step"] == 1  # nothing was overwritten
+
+
+def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
+    from tomodiff.priors import train as train_mod
+
+    train(TrainConfig(steps=1, **TINY), tmp_path, progress=False, grid=False)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+
+    def dying_save(obj, f):
+        f.write(b"partial")
+        raise KeyboardInterrupt("killed mid-write")
+
+    monkeypatch.setattr(train_mod.torch, "save", dying_save)
+    with pytest.raises(KeyboardInterrupt):
+        train_mod._save_atomic({"x": 1}, tmp_path / "checkpoint.pt")
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_held_out_scoring_keeps_and_exports_the_best(tmp_path):
+    import json
+
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.save(tmp_path / "train.npy", rng.random((6, 40, 40), dtype=np.float32))
+    np.save(tmp_path / "val.npy", rng.random((4, 64, 64), dtype=np.float32))
+    cfg = TrainConfig(steps=4, data=str(tmp_path / "train.npy"), val_data=str(tmp_path / "val.npy"), eval_every=2,
+                      precision="bf16", **TINY)
+    train(cfg, tmp_path / "run", progress=False, grid=False)
+    recs = [json.loads(line) for line in (tmp_path / "run" / "heldout.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in recs] == [2, 4]
+    best = max(recs, key=lambda r: r["val"]["gain"])
+    prior = load_file(export(tmp_path / "run" / "checkpoint.pt", tmp_path / "p.pt"))
+    assert prior.info["training"]["steps"] == best["step"]
+    assert prior.info["selected_by"]["held_out_val"]["gain"] == best["val"]["gain"]
+
+
+def test_cli_resume_takes_the_checkpoint_settings(tmp_path, capsys):
+    from tomodiff.cli import main
+
+    args = ["train-prior", str(tmp_path), "--size", "16", "--channels", "8,16", "--batch", "2", "--grid-samples", "0",
+            "--no-progress", "--threads", "1"]
+    assert main(args + ["--steps", "1"]) == 0
+    assert main(["train-prior", str(tmp_path), "--steps", "2", "--grid-samples", "0", "--no-progress"]) == 0
+    assert _ckpt(tmp_path)["step"] == 2
+    assert main(["train-prior", str(tmp_path), "--steps", "3", "--lr", "0.01", "--grid-samples", "0", "--no-progress"]) == 2
+    assert "lr: 0.0005 -> 0.01" in capsys.readouterr().err
+    assert _ckpt(tmp_path)["step"] == 2

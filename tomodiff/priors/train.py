@@ -3,9 +3,19 @@
 ``train(TrainConfig(...), out_dir)`` runs until ``steps`` or ``max_minutes``, checkpointing
 ``out_dir/checkpoint.pt`` every ``checkpoint_minutes`` (atomically) and on exit; calling it again on
 the same directory resumes exactly where the checkpoint left off (the batch and noise of every step
-are functions of ``(run_seed, step)`` only). It logs to ``out_dir/train.log`` and ends with a PNG
-grid of unconditional samples from the EMA weights. ``export(out_dir/checkpoint.pt, weights.pt)``
-writes the small EMA-only file that :mod:`tomodiff.priors.registry` loads.
+are functions of ``(run_seed, step)`` only); resuming with different defining settings is an error
+that lists the differences. It logs to ``out_dir/train.log`` and ends with a PNG grid of
+unconditional samples from the EMA weights.
+
+With ``val_data`` the EMA weights are scored every ``eval_every`` steps on held-out volumes
+(:class:`~tomodiff.priors.heldout.HeldOutScore`: denoising gain over the best Gaussian filter at
+σ = 0.1, three scales); each score goes to ``out_dir/heldout.jsonl`` and the best EMA weights so far
+to ``out_dir/best.pt``. ``test_data`` is scored alongside for the learning curve only, never for
+selection. ``export(out_dir/checkpoint.pt, weights.pt)`` writes the small EMA-only file that
+:mod:`tomodiff.priors.registry` loads, from ``best.pt`` where there is one.
+
+Real CT volumes (``data``) are drawn through :mod:`tomodiff.priors.ct_data`: every orientation,
+flips, 90° rotations, continuous rescaling (``scale_range``) and intensity jitter (``augment``).
 """
 
 from __future__ import annotations
@@ -22,6 +32,8 @@ import numpy as np
 import torch
 
 from .. import phantoms
+from .ct_data import Volume, intensity_jitter, random_slice_crop
+from .ct_data import load_volumes as _load_checked
 from .edm import NOISE_DISTRIBUTIONS, EDMDenoiser, heun_sample
 from .unet import UNet, n_params
 
@@ -57,8 +69,19 @@ class TrainConfig:
     threads: int | None = 1
     device: str = "auto"
     grid_samples: int = 16
+    augment: bool = True
+    scale_range: tuple = (1.0, 4.0)
+    precision: str = "fp32"
+    val_data: str | list | None = None
+    test_data: str | list | None = None
+    eval_every: int = 250
 
     def __post_init__(self):
+        self.scale_range = tuple(float(s) for s in self.scale_range)
+        if self.precision not in ("fp32", "bf16"):
+            raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
+        if not 1.0 <= self.scale_range[0] <= self.scale_range[1]:
+            raise ValueError(f"scale_range must satisfy 1 <= low <= high, got {self.scale_range}")
         self.channels, self.families = tuple(self.channels), tuple(self.families)
         if self.dims not in (2, 3):
             raise ValueError(f"dims must be 2 or 3, got {self.dims}")
@@ -73,43 +96,37 @@ class TrainConfig:
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         d["channels"], d["families"] = list(self.channels), list(self.families)
+        d["scale_range"] = list(self.scale_range)
         return d
 
 
+# settings that may change when a run resumes: stopping rule, runtime knobs and evaluation only
+RUNTIME_KEYS = ("steps", "max_minutes", "checkpoint_minutes", "threads", "device", "grid_samples",
+                "val_data", "test_data", "eval_every")
+
+
+def config_differences(saved: dict, wanted: dict) -> list[str]:
+    """``key: saved -> wanted`` for every defining setting that differs (σ_data only if given)."""
+    out = []
+    for k in sorted(set(saved) | set(wanted)):
+        if k in RUNTIME_KEYS or (k == "sigma_data" and wanted.get(k) is None):
+            continue
+        a, b = saved.get(k, TrainConfig.__dataclass_fields__[k].default if k in TrainConfig.__dataclass_fields__ else None), wanted.get(k)
+        if a != b:
+            out.append(f"{k}: {a!r} -> {b!r}")
+    return out
+
+
 # -- data ------------------------------------------------------------------------------------------
-def load_volumes(paths, key: str | None = None) -> list[torch.Tensor]:
-    """Read ``(Z, Y, X)`` volumes from .npy (3D or a 4D stack), .npz (every array) or .h5 (every 3D
-    dataset, or the one named ``key``) files or directories of them; values clipped to [0, 1]."""
-    import h5py
-
-    paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-    files = []
-    for p in map(Path, paths):
-        files += sorted(q for q in p.iterdir() if q.suffix in (".npy", ".npz", ".h5", ".hdf5")) if p.is_dir() else [p]
-    arrays = []
-    for f in files:
-        if not f.exists():
-            raise FileNotFoundError(f"training data file not found: {f}")
-        if f.suffix == ".npy":
-            arrays.append(np.load(f))
-        elif f.suffix == ".npz":
-            arrays += list(np.load(f).values())
-        else:
-            with h5py.File(f, "r") as h:
-                found = []
-                h.visititems(lambda n, o: found.append(n) if isinstance(o, h5py.Dataset) and o.ndim == 3 else None)
-                arrays += [h[n][()] for n in ([key] if key else found)]
-    vols = []
-    for a in arrays:
-        a = np.asarray(a, dtype=np.float32)
-        vols += list(a) if a.ndim == 4 else [a] if a.ndim == 3 else []
-    if not vols:
-        raise ValueError(f"no 3D volumes found in {paths}")
-    return [torch.from_numpy(np.clip(v, 0, 1)) for v in vols]
+def load_volumes(paths, key: str | None = None) -> list[Volume]:
+    """Checked ``(Z, Y, X)`` training volumes in [0, 1] units with their spacing; see
+    :func:`tomodiff.priors.ct_data.load_volumes` (npy, npz, h5, NIfTI; files or directories)."""
+    return _load_checked(paths, key)
 
 
-def _crop(vol: torch.Tensor, size: int, dims: int, rng: np.random.Generator) -> torch.Tensor:
+def _crop(vol, size: int, dims: int, rng: np.random.Generator) -> torch.Tensor:
     """A random ``size``² axial slice crop (dims=2) or ``size``³ patch (dims=3) of a (Z, Y, X) volume."""
+    vol = vol.data if isinstance(vol, Volume) else vol
     Z, Y, X = vol.shape
     if Y < size or X < size or (dims == 3 and Z < size):
         raise ValueError(f"volume {tuple(vol.shape)} is smaller than the training size {size}")
@@ -124,8 +141,11 @@ def make_batch(cfg: TrainConfig, step: int, volumes: list | None = None) -> torc
     """Clean batch in data units: ``(B, 1, S, S)`` or ``(B, 1, S, S, S)``; a function of (run_seed, step)."""
     rng = np.random.default_rng([cfg.run_seed, step, 11])
     if volumes is not None:
-        return torch.stack([_crop(volumes[int(rng.integers(len(volumes)))], cfg.size, cfg.dims, rng)
-                            for _ in range(cfg.batch)])
+        picks = [volumes[int(rng.integers(len(volumes)))] for _ in range(cfg.batch)]
+        if cfg.dims == 2 and cfg.augment:
+            return torch.stack([intensity_jitter(random_slice_crop(v, cfg.size, rng, scale_range=cfg.scale_range), rng)
+                                for v in picks])
+        return torch.stack([_crop(v, cfg.size, cfg.dims, rng) for v in picks])
     if cfg.dims == 2:
         return phantoms.training_slices(cfg.batch, cfg.size, cfg.run_seed, step, families=cfg.families)
     out, k = [], 0
@@ -156,9 +176,18 @@ def _device(name: str) -> torch.device:
 
 
 def _save_atomic(obj, path: Path) -> None:
+    """Write to a temporary file, flush it to disk, then rename: an interrupted write leaves the
+    previous file intact."""
     tmp = path.with_suffix(path.suffix + ".tmp")
-    torch.save(obj, tmp)
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
 
 
 def save_sample_grid(denoiser, cfg: TrainConfig, path: Path, n: int, seed: int = 0, steps: int = 18) -> None:
@@ -202,9 +231,13 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True
     state = None
     if ckpt_path.exists():
         state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+        diff = config_differences(state["config"], cfg.to_dict())
+        if diff:
+            raise ValueError(f"{ckpt_path} was trained with other settings; resume with the same ones or use a "
+                             f"new directory. Differences (checkpoint -> requested): " + "; ".join(diff))
         saved = TrainConfig(**state["config"])
         # a resumed run keeps its defining settings; only the stopping rule and runtime knobs may change
-        for k in ("steps", "max_minutes", "checkpoint_minutes", "threads", "device", "grid_samples"):
+        for k in RUNTIME_KEYS:
             setattr(saved, k, getattr(cfg, k))
         cfg = saved
     if cfg.sigma_data is None:
@@ -233,6 +266,8 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True
     log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume at step %d' % step if state else 'start'}: "
               f"{json.dumps(cfg.to_dict())} params={n_params(model.net)} device={dev}\n")
     sample_sigma = NOISE_DISTRIBUTIONS[cfg.noise]
+    evaluate = _HeldOut(cfg, out, log) if cfg.val_data else None
+    autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
     t_start, t_ckpt, run_loss = time.time(), time.time(), None
     elapsed0 = elapsed
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, dynamic_ncols=True, desc=cfg.name)
@@ -244,7 +279,8 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True
             g = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.run_seed, step, 3]).generate_state(1)[0]))
             s = sample_sigma(u0.shape[0], g).view(-1, *([1] * (u0.dim() - 1))).to(dev)
             noise = torch.randn(u0.shape, generator=g).to(dev)
-            loss = model.loss(u0, s, noise).mean()
+            with torch.autocast(**autocast):
+                loss = model.loss(u0, s, noise).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -264,6 +300,8 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True
             if step % 25 == 0:
                 log.write(f"step {step} loss {lv:.5f} avg {run_loss:.5f} elapsed_s {elapsed:.0f}\n")
                 log.flush()
+            if evaluate is not None and step % cfg.eval_every == 0:
+                evaluate(ema, step, elapsed)
             if time.time() - t_ckpt >= cfg.checkpoint_minutes * 60:
                 checkpoint()
                 t_ckpt = time.time()
@@ -278,18 +316,53 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True
     return ckpt_path
 
 
+class _HeldOut:
+    """Scores the EMA weights on held-out volumes, appends to ``heldout.jsonl``, keeps ``best.pt``."""
+
+    def __init__(self, cfg: TrainConfig, out: Path, log):
+        from .heldout import HeldOutScore
+
+        self.val = HeldOutScore(load_volumes(cfg.val_data))
+        self.test = HeldOutScore(load_volumes(cfg.test_data)) if cfg.test_data else None
+        self.out, self.log = out, log
+        best = out / "best.pt"
+        self.best = torch.load(best, map_location="cpu", weights_only=False)["val"]["gain"] if best.exists() else -math.inf
+
+    def __call__(self, ema, step: int, elapsed: float) -> None:
+        ema.eval()
+        rec = {"step": step, "elapsed_s": round(elapsed), "val": self.val(ema)}
+        if self.test is not None:
+            rec["test"] = self.test(ema)
+        with open(self.out / "heldout.jsonl", "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        self.log.write(f"heldout step {step} val gain {rec['val']['gain']:+.3f} dB"
+                       + (f" test gain {rec['test']['gain']:+.3f} dB" if self.test else "") + "\n")
+        self.log.flush()
+        if rec["val"]["gain"] > self.best:
+            self.best = rec["val"]["gain"]
+            _save_atomic({"step": step, "elapsed_s": elapsed, "ema": ema.state_dict(), "val": rec["val"]},
+                         self.out / "best.pt")
+
+
 def _hardware(dev: torch.device) -> str:
     if dev.type == "cuda":
         return torch.cuda.get_device_name(dev)
     return f"CPU ({os.cpu_count()} cores visible, torch threads {torch.get_num_threads()})"
 
 
-def export(checkpoint, out_path, **meta) -> Path:
-    """Write the EMA weights of a training checkpoint as a prior file (see ``registry.save_prior``)."""
+def export(checkpoint, out_path, *, best: bool = True, **meta) -> Path:
+    """Write the EMA weights of a training checkpoint as a prior file (see ``registry.save_prior``);
+    with ``best`` and a ``best.pt`` beside the checkpoint, the weights that scored best on the
+    held-out volumes instead of the last ones."""
     from .registry import save_prior
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = state["config"]
+    best_path = Path(checkpoint).with_name("best.pt")
+    if best and best_path.exists():
+        b = torch.load(best_path, map_location="cpu", weights_only=False)
+        state = dict(state, ema=b["ema"], step=b["step"], elapsed_s=b["elapsed_s"])
+        meta.setdefault("selected_by", {"held_out_val": b["val"], "step": b["step"]})
     info = {"name": cfg["name"], "kind": "slice" if cfg["dims"] == 2 else "patch", "size": cfg["size"],
             "training": {"steps": state["step"], "wall_time_s": round(state["elapsed_s"]), "batch": cfg["batch"],
                          "hardware": state.get("hardware", "unknown"), "config": cfg},
