@@ -124,3 +124,23 @@ def test_sigterm_during_the_output_write(tmp_path):
     while list(tmp_path.iterdir()) and time.time() < deadline:
         time.sleep(0.1)
     assert list(tmp_path.iterdir()) == []  # neither the output nor its temporary file
+
+
+def test_full_disk_is_found_before_any_computation(scan, tmp_path, capsys, monkeypatch):
+    import tempfile
+
+    def full(*args, **kwargs):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    def never(*args, **kwargs):
+        raise AssertionError("nothing may be computed when the output cannot be written")
+
+    from tomodiff.commands import reconstruct as command
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    monkeypatch.setattr(command, "load_problem", never)  # reading the scan is the first real work
+    out = tmp_path / "recon.h5"
+    assert main(["reconstruct", str(scan), "--method", "sirt", "--out", str(out)]) == 2
+    line = _err_line(capsys)
+    assert "--out" in line and "No space left on device" in line
+    assert not out.exists()

@@ -133,11 +133,25 @@ def check_output_dir(out: Path, inputs=(), *, option: str = "--out") -> Path:
 
 
 def _check_dir_writable(directory: Path, option: str, out: Path) -> None:
+    """The directory (or, if it does not exist yet, its nearest existing parent) must take a new
+    file: checked by creating and removing a tiny probe file, which also catches read-only file
+    systems and full disks (``os.access`` alone does neither, and says yes to root)."""
+    import tempfile
+
     base = _nearest_existing(directory.absolute())
     if not base.is_dir():
         raise ValueError(f"{option} {out}: {base} is a file, not a directory")
     if not os.access(base, os.W_OK | os.X_OK):
         raise ValueError(f"{option} {out}: directory {base} is not writable")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.{os.getpid()}.probe.", suffix=".tmp", dir=base)
+        try:
+            os.write(fd, b"\0")
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise ValueError(f"{option} {out}: cannot write in {base} ({err.strerror or err})") from err
 
 
 # ------------------------------------------------------------------ common options
