@@ -233,30 +233,43 @@ def test_problem_from_layer_rejects_layers_without_matching_geometry(problem):
         problem_from_layer(data[:4], kwargs["metadata"], "cut")
 
 
-def test_screenshot_of_mean_with_std_overlay_and_chi2(problem, qtbot, tmp_path):
-    """The widget after a 4-sample ΠGDM run: mean with the std overlaid, the sample count, χ² per
-    view. Saved to $TOMODIFF_SCREENSHOT_DIR (the docs image) when set."""
+def test_screenshot_of_mean_with_std_overlay_and_chi2(qtbot, tmp_path):
+    """The widget after a 4-sample ΠGDM run with the shipped ``slice-64`` prior on two central slices
+    of the sample phantom (16 views): the mean with the std overlaid, the sample count, χ² per view.
+    Saved to $TOMODIFF_SCREENSHOT_DIR (the docs image) when set."""
+    import torch
     from skimage.io import imsave
 
+    from tomodiff.ct.simulate import simulate_scan
+    from tomodiff.napari import sample_data
+    from tomodiff.napari.layers import sinogram_layer
     from tomodiff.napari.widget import ReconstructionWidget
+    from tomodiff.priors import available
 
+    if "slice-64" not in available():
+        pytest.skip("the shipped slice-64 prior is not installed")
+    (phantom, _, _), = sample_data.phantom()
+    vol = torch.from_numpy(np.ascontiguousarray(phantom[31:33]))  # 2 central axial slices, 64²
+    y, geometry, sigma_y = simulate_scan(vol, views=16, noise=0.01, seed=0, voxel_size=sample_data.VOXEL_SIZE)
     viewer = napari.Viewer(show=True)  # screenshots are black unless the viewer is shown
     try:
         viewer.window.resize(1150, 720)
-        data, kwargs, _ = problem[1]
-        viewer.add_image(data, **kwargs)
+        sino, kwargs, _ = sinogram_layer(y[0, 0].numpy(), geometry.to_dict(), sigma_y, name="phantom: sinogram")
+        viewer.add_image(sino, **kwargs)
         w = ReconstructionWidget(viewer)
         viewer.window.add_dock_widget(w, name="tomodiff", area="right")
-        w.load_prior = lambda name, device=None: gaussian_denoiser
-        w.method.value, w.steps.value, w.n_samples.value = "pigdm", 6, 4
+        w.method.value, w.steps.value, w.n_samples.value = "pigdm", 10, 4
         w.start()
         _wait(qtbot, w)
-        std = next(layer for layer in viewer.layers if layer.name.endswith("std over 4 samples"))
-        assert std.visible and std.blending == "additive", w.status.value
+        std = next((layer for layer in viewer.layers if layer.name.endswith("std over 4 samples")), None)
+        assert std is not None and std.visible and std.blending == "additive", w.status.value
         viewer.dims.set_point(0, float(np.mean(std.extent.world[:, 0])))
-        qtbot.wait(300)  # let the shown window settle to its size before fitting the view
-        viewer.reset_view()
-        qtbot.wait(100)
+        qtbot.wait(500)  # let the shown window settle to its size before fitting the view
+        viewer.reset_view()  # fits every layer, the hidden sinogram too: zoom in on the volume
+        union, vol = viewer.layers.extent.world[:, -2:], std.extent.world[:, -2:]
+        viewer.camera.center = tuple(vol.mean(0))
+        viewer.camera.zoom *= 0.9 * float(np.max(union[1] - union[0]) / np.max(vol[1] - vol[0]))
+        qtbot.wait(200)
         shot = viewer.screenshot(canvas_only=False, flash=False)
     finally:
         viewer.close()
