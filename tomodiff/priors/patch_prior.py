@@ -29,10 +29,13 @@ class PatchPrior(Prior):
     """3D prior. ``denoiser`` accepts ``(B, C, Z, Y, X)`` volumes (channels independent); the volume
     is cut into ``size``³ patches overlapping by ``1 - stride/size`` (default half), each patch is
     denoised (batched, chunks of ``max_batch``) and the results are blended with separable triangular
-    weights. Volumes smaller than a patch are reflect/replicate-padded. sigma: float or B values."""
+    weights. Volumes smaller than a patch are reflect/replicate-padded. sigma: float or B values.
+    ``speed``: ``precision``, ``channels_last``, ``inference_mode`` as for :class:`Prior`
+    (channels-last applies to 2D networks only)."""
 
-    def __init__(self, net, size: int, info: dict | None = None, max_batch: int = 16, stride: int | None = None):
-        super().__init__(net, size, info, max_batch)
+    def __init__(self, net, size: int, info: dict | None = None, max_batch: int = 16, stride: int | None = None,
+                 **speed):
+        super().__init__(net, size, info, max_batch, **speed)
         self.stride = int(stride or size // 2)
 
     def denoiser(self, x: torch.Tensor, sigma) -> torch.Tensor:
@@ -60,7 +63,7 @@ class PatchPrior(Prior):
         for i in range(0, len(index), self.max_batch):
             chunk = index[i:i + self.max_batch]
             patches = torch.stack([v[b, :, z:z + P, y:y + P, q:q + P] for b, (z, y, q) in chunk])
-            den = self.net(patches, sv[[b for b, _ in chunk]]) * w
+            den = self._run(patches, sv[[b for b, _ in chunk]]) * w
             for k, (b, (z, y, q)) in enumerate(chunk):
                 out[b:b + 1, :, z:z + P, y:y + P, q:q + P] = out[b:b + 1, :, z:z + P, y:y + P, q:q + P] + den[k]
         for z, y, q in starts:
