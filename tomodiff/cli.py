@@ -3,7 +3,8 @@
 Each command module defines ``add_parser(subparsers)`` (which registers its sub-parser and sets
 ``func``) so that ``tomodiff --help`` stays fast: heavy imports happen inside ``func`` only.
 
-Errors: every error the command reports is one line on stderr, ``tomodiff COMMAND: error: ...``,
+Errors: every error the command reports is one line on stderr, ``tomodiff COMMAND: error: ...``
+(warnings likewise: ``tomodiff COMMAND: warning: ...``),
 with exit status 2, and never a traceback (set ``TOMODIFF_DEBUG=1`` to see one). Interrupts exit
 with 130 (Ctrl-C) or 143 (SIGTERM), after removing any half-written output file.
 """
@@ -65,6 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 0
     installed = install_sigterm_handler()
+    import warnings
+
+    def one_line_warning(message, category, filename, lineno, file=None, line=None):
+        print(f"tomodiff {args.command}: warning: {one_line(message)}", file=sys.stderr)
+
+    show, warnings.showwarning = warnings.showwarning, one_line_warning
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:
@@ -78,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tomodiff {args.command}: error: {_message(err)}", file=sys.stderr)
         return 2
     finally:
+        warnings.showwarning = show
         if installed:
             import signal
 
