@@ -70,6 +70,13 @@ def test_reader_opens_a_tiff_scan_folder(tmp_path):
     assert geometry.n_angles == 6 and geometry.sino_shape == data.shape
     assert np.allclose(np.rad2deg(kwargs["metadata"]["angles_rad"]), [0, 30, 60, 90, 120, 150])
     np.testing.assert_allclose(data, -np.log((counts - 20.0) / (1000 - 20)), rtol=1e-5)
+    from tomodiff.napari.view import build_viewer  # `tomodiff view scan/` too
+
+    viewer = build_viewer([tmp_path / "scan"], show=False)
+    try:
+        assert [layer.name for layer in viewer.layers] == ["scan: projections (−log)"]
+    finally:
+        viewer.close()
 
 
 def test_reader_declines_what_it_cannot_read(tmp_path):

@@ -9,7 +9,8 @@ def add_parser(sub):
     p = sub.add_parser("view", help="open tomodiff HDF5 files (and DXchange/NXtomo scans) in napari",
                        description="Open one or more files in napari: reference, posterior mean, std, "
                                    "samples and |mean - reference| as separate layers.")
-    p.add_argument("files", nargs="+", type=Path, help="tomodiff .h5 files or DXchange/NXtomo scans")
+    p.add_argument("files", nargs="+", type=Path,
+                   help="tomodiff .h5 files, DXchange/NXtomo scans or TIFF scan folders (proj/, flat/, dark/, angles.txt)")
     p.add_argument("--overlay", action="store_true", help="overlay the layers instead of a side-by-side grid")
     p.add_argument("--3d", dest="three_d", action="store_true", help="start in 3D (volume rendering)")
     p.add_argument("--no-error-map", action="store_true", help="do not add |mean - reference| layers")
@@ -18,9 +19,11 @@ def add_parser(sub):
 
 def run(args) -> int:
     from ..io.kind import probe
+    from ..io.tiff_stack import scan_folder
 
     for path in args.files:  # every file checked (one clear line each) before napari starts
-        probe(path)
+        if scan_folder(path) is None:  # a TIFF scan folder (proj/, flat/, dark/, angles.txt) is read as a scan
+            probe(path)
     from ..napari.view import _require_napari, build_viewer
 
     napari = _require_napari()

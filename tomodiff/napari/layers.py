@@ -102,6 +102,14 @@ def result_layers(prefix: str, method: str, mean: np.ndarray, std: np.ndarray | 
     return layers
 
 
+def path_kind(path) -> str | None:
+    """``"project"``, ``"scan"`` (a DXchange/NXtomo file or a TIFF scan folder) or ``None``; never raises."""
+    from ..io.kind import file_kind
+    from ..io.tiff_stack import scan_folder
+
+    return "scan" if scan_folder(path) is not None else file_kind(path)
+
+
 def scan_layers(path) -> list[tuple]:
     """A DXchange/NXtomo scan, or a TIFF scan folder, as one layer of line integrals ``(A, V, U)``."""
     from ..ct import parallel_beam

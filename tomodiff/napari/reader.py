@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-from ..io.kind import file_kind
+from .layers import path_kind as _kind
 from .layers import project_layers, scan_layers
-
-
-def _kind(path) -> str | None:
-    """``"project"``, ``"scan"`` (HDF5 or a TIFF scan folder) or ``None``; never raises."""
-    from ..io.tiff_stack import scan_folder
-
-    return "scan" if scan_folder(path) is not None else file_kind(path)
 
 
 def get_reader(path):

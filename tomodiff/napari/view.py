@@ -4,8 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..io.kind import file_kind
-from .layers import project_layers, scan_layers
+from .layers import path_kind, project_layers, scan_layers
 
 
 def _require_napari():
@@ -27,11 +26,11 @@ def build_viewer(paths, *, grid: bool = True, ndisplay: int = 2, show: bool = Tr
     for p in paths:
         if not p.exists():
             raise FileNotFoundError(f"{p}: no such file")
-        if file_kind(p) is None:
-            raise ValueError(f"{p}: not a tomodiff project file nor a DXchange/NXtomo scan")
+        if path_kind(p) is None:
+            raise ValueError(f"{p}: not a tomodiff project file, a DXchange/NXtomo scan nor a TIFF scan folder")
     viewer = napari.Viewer(title="tomodiff: " + ", ".join(p.name for p in paths), show=show)
     for p in paths:
-        layers = project_layers(p, error_map=error_map) if file_kind(p) == "project" else scan_layers(p)
+        layers = project_layers(p, error_map=error_map) if path_kind(p) == "project" else scan_layers(p)
         for data, kwargs, _ in layers:
             viewer.add_image(data, **kwargs)
     viewer.grid.enabled = grid
