@@ -16,9 +16,13 @@
 # %% [markdown]
 # # 2D image tasks with ΠGDM and DPS
 #
-# Deblurring, 4× super-resolution, inpainting and outpainting are all `y = A x + σ n` with a linear operator `A`. The samplers only use the operator interface (`A.forward`, `A.adjoint`, and for ΠGDM `A.gram_solve`, the solve with `σ_y² I + r_t² A Aᵀ`), so one call, `tomodiff.samplers.sample_posterior`, solves all four — and an operator you compose yourself.
+# Deblurring, 4× super-resolution, inpainting and outpainting are all `y = A x + σ n` with a linear operator
+# `A`. The samplers only use the operator interface (`A.forward`, `A.adjoint`, and for ΠGDM `A.gram_solve`,
+# the solve with `σ_y² I + r_t² A Aᵀ`), so one call, `tomodiff.samplers.sample_posterior`, solves all four —
+# and an operator you compose yourself.
 #
-# Sizes are small so that the notebook runs in well under a minute on a laptop CPU: a 64² image and `STEPS = 25` sampler steps. More steps give better samples (`tomodiff demo2d` uses 50).
+# Sizes are small so that the notebook runs in well under a minute on a laptop CPU: a 64² image and
+# `STEPS = 25` sampler steps. More steps give better samples (`tomodiff demo2d` uses 50).
 
 # %%
 import os
@@ -55,7 +59,8 @@ def show(images, titles, *, size=2.0):
 # %% [markdown]
 # ## The operators
 #
-# Each is a `LinearOperator` with shapes, an adjoint that passes the dot-product test, and (here) a closed-form `gram_solve`.
+# Each is a `LinearOperator` with shapes, an adjoint that passes the dot-product test, and (here) a
+# closed-form `gram_solve`.
 
 # %%
 from tomodiff.operators import (Downsample, GaussianBlur, GaussianNoise, Mask, center_mask, dot_test,
@@ -74,7 +79,8 @@ for name, A in ops.items():
 # %% [markdown]
 # ## Measurements and the pseudo-inverse
 #
-# Gaussian noise with σ_y = 0.01. The baseline is the regularised pseudo-inverse `Aᵀ(λI + AAᵀ)⁻¹y` — no prior, so missing pixels stay zero and blur stays.
+# Gaussian noise with σ_y = 0.01. The baseline is the regularised pseudo-inverse `Aᵀ(λI + AAᵀ)⁻¹y` — no prior,
+# so missing pixels stay zero and blur stays.
 
 # %%
 SIGMA_Y = 0.01
@@ -88,7 +94,10 @@ show(list(pinv.values()), [f"pseudo-inverse {psnr(v):.1f} dB" for v in pinv.valu
 # %% [markdown]
 # ## ΠGDM and DPS
 #
-# `method="pigdm"` uses `p(y | x_t) ≈ N(A x̂0, σ_y² I + r_t² A Aᵀ)` with `r_t² = σ_d² σ_t² / (σ_d² + σ_t²)` (σ_d: the data's standard deviation, from the prior); `method="dps"` takes steps `ζ ∇‖y − A x̂0‖` whose size `zeta` needs tuning per task (the values below are the demo's). Both backpropagate through the denoiser: one NFE per step. `sigma_max=20` matches the prior's training noise range (data in [0, 1]).
+# `method="pigdm"` uses `p(y | x_t) ≈ N(A x̂0, σ_y² I + r_t² A Aᵀ)` with `r_t² = σ_d² σ_t² / (σ_d² + σ_t²)`
+# (σ_d: the data's standard deviation, from the prior); `method="dps"` takes steps `ζ ∇‖y − A x̂0‖` whose size
+# `zeta` needs tuning per task (the values below are the demo's). Both backpropagate through the denoiser: one
+# NFE per step. `sigma_max=20` matches the prior's training noise range (data in [0, 1]).
 
 # %%
 from tomodiff.demos.methods import DPS_ZETA
@@ -118,7 +127,8 @@ for name in ops:
 # %% [markdown]
 # ## Several samples: mean and uncertainty
 #
-# `n_samples` draws samples as one batch; `.mean` and `.std` are per pixel. The spread is large where the measurement says little (the missing pixels), small where it pins the image down.
+# `n_samples` draws samples as one batch; `.mean` and `.std` are per pixel. The spread is large where the
+# measurement says little (the missing pixels), small where it pins the image down.
 
 # %%
 r = sample_posterior(prior.denoiser, ops["inpainting"], ys["inpainting"], method="pigdm", sigma_y=SIGMA_Y,
@@ -131,7 +141,9 @@ show([*r.samples[:2], r.mean, r.std / r.std.max()],
 # %% [markdown]
 # ## An operator of your own
 #
-# Operators compose with `@`. Blur followed by a pixel mask has no closed-form `(σ_y² I + r_t² A Aᵀ)⁻¹`, so ΠGDM switches to conjugate gradients in measurement space; DPS needs only the forward operator and autograd. Nothing else changes.
+# Operators compose with `@`. Blur followed by a pixel mask has no closed-form `(σ_y² I + r_t² A Aᵀ)⁻¹`, so
+# ΠGDM switches to conjugate gradients in measurement space; DPS needs only the forward operator and autograd.
+# Nothing else changes.
 
 # %%
 A = ops["inpainting"] @ GaussianBlur(shape, 1.0, boundary="circular")

@@ -16,9 +16,18 @@
 # %% [markdown]
 # # Sparse-view CT in 3D: classical reconstructions, ΠGDM and its uncertainty
 #
-# A held-out phantom (its seed is outside the prior's training range) is scanned with a few parallel-beam views and 1% Gaussian noise, then reconstructed with FBP, SIRT, TV and ΠGDM. ΠGDM applies the 2D slice prior to every axial slice, couples neighbouring slices by TV along Z, and draws several posterior samples: their mean is the reconstruction, their per-voxel standard deviation an uncertainty map. At the end, PSNR against the number of views, 4 to 32.
+# A held-out phantom (its seed is outside the prior's training range) is scanned with a few parallel-beam
+# views and 1% Gaussian noise, then reconstructed with FBP, SIRT, TV and ΠGDM. ΠGDM applies the 2D slice prior
+# to every axial slice, couples neighbouring slices by TV along Z, and draws several posterior samples: their
+# mean is the reconstruction, their per-voxel standard deviation an uncertainty map. At the end, PSNR against
+# the number of views, 4 to 32.
 #
-# **Small settings.** So that this runs in about a minute on a laptop CPU, it reconstructs a slab of 8 axial slices of the 64³ phantom (through its ventricles, slices 20–27), with 20 sampler steps and 2 samples, and the views sweep uses 2 slices and 1 sample. The full settings — the whole volume in overlapping slabs of 16 slices, 50 steps — are what `tomodiff demo` (16 views, 2 samples) and `tomodiff benchmark` (views 4, 8, 16, 32 over the held-out set) run. Fewer steps and fewer slices change the numbers: read them as an illustration, not as the benchmark.
+# **Small settings.** So that this runs in about a minute on a laptop CPU, it reconstructs a slab of 8 axial
+# slices of the 64³ phantom (through its ventricles, slices 20–27), with 20 sampler steps and 2 samples, and
+# the views sweep uses 2 slices and 1 sample. The full settings — the whole volume in overlapping slabs of 16
+# slices, 50 steps — are what `tomodiff demo` (16 views, 2 samples) and `tomodiff benchmark` (views 4, 8, 16,
+# 32 over the held-out set) run. Fewer steps and fewer slices change the numbers: read them as an
+# illustration, not as the benchmark.
 
 # %%
 import os
@@ -45,7 +54,10 @@ print(about["name"], "seed", about["seed"], "— slab", tuple(truth.shape))
 # %% [markdown]
 # ## A sparse-view scan
 #
-# `simulate_scan` builds a parallel-beam geometry with `views` angles over 180° and a detector wide enough to see the whole slab at every angle, projects, and adds Gaussian noise of std `noise · max(y)`. It returns the noise std `sigma_y` too — ΠGDM needs it. With parallel beams every axial slice is its own 2D problem, so a slab of slices is a complete scan of its own.
+# `simulate_scan` builds a parallel-beam geometry with `views` angles over 180° and a detector wide enough to
+# see the whole slab at every angle, projects, and adds Gaussian noise of std `noise · max(y)`. It returns the
+# noise std `sigma_y` too — ΠGDM needs it. With parallel beams every axial slice is its own 2D problem, so a
+# slab of slices is a complete scan of its own.
 
 # %%
 VIEWS, NOISE = 8, 0.01
@@ -67,7 +79,9 @@ plt.show()
 # %% [markdown]
 # ## Classical reconstructions
 #
-# `reconstruct(A, y, method=...)` is one entry point for all methods. FBP (Hann filter) is instant and streaky at 8 views; SIRT (100 iterations) smooths; TV (200 iterations of PDHG) uses a weight per view that was chosen on training phantoms, never on the held-out ones.
+# `reconstruct(A, y, method=...)` is one entry point for all methods. FBP (Hann filter) is instant and streaky
+# at 8 views; SIRT (100 iterations) smooths; TV (200 iterations of PDHG) uses a weight per view that was
+# chosen on training phantoms, never on the held-out ones.
 
 # %%
 def scores(estimate):
@@ -84,7 +98,11 @@ for method in ["fbp", "sirt", "tv"]:
 # %% [markdown]
 # ## ΠGDM: posterior samples, their mean and their spread
 #
-# `method="pigdm"` guides every sampler step with `Aᵀ(σ_y² I + r_t² A Aᵀ)⁻¹(y − A x̂0)`, the inverse computed by 10 conjugate-gradient iterations in measurement space, backpropagated through the denoiser (one NFE per step). `n_samples` samples run as one batch; `keep_samples=True` returns them next to `.mean` and `.std`. `sigma_max=20` starts the sampler at the top of the prior's training noise range (data in [0, 1]); `z_coupling` (default 0.02) is the TV-along-Z weight that makes neighbouring slices agree.
+# `method="pigdm"` guides every sampler step with `Aᵀ(σ_y² I + r_t² A Aᵀ)⁻¹(y − A x̂0)`, the inverse computed
+# by 10 conjugate-gradient iterations in measurement space, backpropagated through the denoiser (one NFE per
+# step). `n_samples` samples run as one batch; `keep_samples=True` returns them next to `.mean` and `.std`.
+# `sigma_max=20` starts the sampler at the top of the prior's training noise range (data in [0, 1]);
+# `z_coupling` (default 0.02) is the TV-along-Z weight that makes neighbouring slices agree.
 
 # %%
 STEPS, SAMPLES = 20, 2
@@ -100,7 +118,9 @@ print(f"mean of {SAMPLES}: PSNR {p:5.2f} dB  SSIM {s:.3f}  residual {r.residual:
 # %% [markdown]
 # ## Orthogonal slices
 #
-# Axial (the middle of the slab), coronal and sagittal (through the middle of the slab: 8 slices tall, drawn 2.5× stretched along Z). The last column is ΠGDM's posterior standard deviation, on its own colour scale (0 to its maximum).
+# Axial (the middle of the slab), coronal and sagittal (through the middle of the slab: 8 slices tall, drawn
+# 2.5× stretched along Z). The last column is ΠGDM's posterior standard deviation, on its own colour scale (0
+# to its maximum).
 
 # %%
 def orthogonal(vol):
@@ -131,7 +151,10 @@ plt.show()
 # %% [markdown]
 # ## Does the uncertainty point at the errors?
 #
-# The standard deviation is only useful if it is large where the mean is wrong, and about as large as the error. Two samples give a crude estimate (use more for a real map); still, compare it with the actual error: where they are (correlation over voxels) and how large (the same colour scale in the middle two panels; the last one shows the std on its own scale).
+# The standard deviation is only useful if it is large where the mean is wrong, and about as large as the
+# error. Two samples give a crude estimate (use more for a real map); still, compare it with the actual error:
+# where they are (correlation over voxels) and how large (the same colour scale in the middle two panels; the
+# last one shows the std on its own scale).
 
 # %%
 mean = recons["pigdm"].mean[0, 0]
@@ -154,7 +177,9 @@ plt.show()
 # %% [markdown]
 # ## How many views? 4 to 32
 #
-# The same phantom, scanned with 4, 8, 16 and 32 views (the 2 middle slices of the slab, one ΠGDM sample of 20 steps per point, to stay small). More views help every method; the question is how the gap between them changes.
+# The same phantom, scanned with 4, 8, 16 and 32 views (the 2 middle slices of the slab, one ΠGDM sample of 20
+# steps per point, to stay small). More views help every method; the question is how the gap between them
+# changes.
 
 # %%
 VIEW_COUNTS = [4, 8, 16, 32]
@@ -180,7 +205,16 @@ plt.show()
 # %% [markdown]
 # ## Reading the numbers
 #
-# - Compare ΠGDM with TV, not only with FBP: Shepp–Logan is piecewise constant, exactly what TV assumes, so TV is a strong baseline here. What lets ΠGDM beat it is the prior — trained longer, on data closer to the object. If ΠGDM scores below TV, look at its data residual next to TV's: a residual well above the noise level means the samples do not fit the measurements yet.
-# - Steps matter: 20 is a small setting. On two slices of this phantom, 50 steps instead of 20 gave 2–4 dB more at 8 and 16 views (measured with the `slice-64` prior after 1372 training steps); set `STEPS = 50` to see it, at 2.5× the time.
-# - One sample is a plausible image, not an estimate; the mean of several is the estimate and their spread the uncertainty. Whether that spread is *calibrated* is a measurement, not a given: compare the mean std with the RMSE printed above — a std much smaller than the error means the samples agree with each other more than with the truth.
-# - The 2-slice sweep is noisy (one phantom, one noise draw, one sample per point); `tomodiff benchmark` runs the whole held-out set.
+# - Compare ΠGDM with TV, not only with FBP: Shepp–Logan is piecewise constant, exactly what TV assumes, so TV
+#   is a strong baseline here. What lets ΠGDM beat it is the prior — trained longer, on data closer to the
+#   object. If ΠGDM scores below TV, look at its data residual next to TV's: a residual well above the noise
+#   level means the samples do not fit the measurements yet.
+# - Steps matter: 20 is a small setting. On two slices of this phantom, 50 steps instead of 20 gave 2–4 dB
+#   more at 8 and 16 views (measured with the `slice-64` prior after 1372 training steps); set `STEPS = 50` to
+#   see it, at 2.5× the time.
+# - One sample is a plausible image, not an estimate; the mean of several is the estimate and their spread the
+#   uncertainty. Whether that spread is *calibrated* is a measurement, not a given: compare the mean std with
+#   the RMSE printed above — a std much smaller than the error means the samples agree with each other more
+#   than with the truth.
+# - The 2-slice sweep is noisy (one phantom, one noise draw, one sample per point); `tomodiff benchmark` runs
+#   the whole held-out set.

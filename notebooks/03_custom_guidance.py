@@ -16,9 +16,15 @@
 # %% [markdown]
 # # Custom guidance: your own differentiable loss
 #
-# Any differentiable `L(x̂0)` of the denoised estimate guides sampling: `loss_guidance(L, scale)` takes, at every step, `x_next ← x_next − ξ ∇_{x_t} L(x̂0(x_t))` (the gradient flows back through the denoiser). Several guidances add up with `+`.
+# Any differentiable `L(x̂0)` of the denoised estimate guides sampling: `loss_guidance(L, scale)` takes, at
+# every step, `x_next ← x_next − ξ ∇_{x_t} L(x̂0(x_t))` (the gradient flows back through the denoiser).
+# Several guidances add up with `+`.
 #
-# Here: the centre of an image is missing and we know the rest (with noise). Our loss is a **known-region** term plus a **smoothness** term (total variation), and we compare sampling with no guidance, with the known region alone, and with both. The known pixels are noisy (σ = 0.05): the known-region term alone copies that noise into the sample; the smoothness term is what removes it. Small sizes: 64², 30 steps, 2 samples per run.
+# Here: the centre of an image is missing and we know the rest (with noise). Our loss is a **known-region**
+# term plus a **smoothness** term (total variation), and we compare sampling with no guidance, with the known
+# region alone, and with both. The known pixels are noisy (σ = 0.05): the known-region term alone copies that
+# noise into the sample; the smoothness term is what removes it. Small sizes: 64², 30 steps, 2 samples per
+# run.
 
 # %%
 import os
@@ -67,7 +73,8 @@ show([x, y], ["truth", "what we know"])
 # %% [markdown]
 # ## Writing the loss
 #
-# A loss takes `x0_hat` `(N, 1, H, W)` — `N` samples in one batch — and returns a scalar or one value per sample. Returning one value per sample (shape `(N,)`) keeps the samples independent.
+# A loss takes `x0_hat` `(N, 1, H, W)` — `N` samples in one batch — and returns a scalar or one value per
+# sample. Returning one value per sample (shape `(N,)`) keeps the samples independent.
 
 # %%
 def known_region(x0):
@@ -90,7 +97,12 @@ print(f"truth: TV {float(total_variation(x)):.0f}, known-region loss {float(know
 # %% [markdown]
 # ## Sampling with and without it
 #
-# `method="none"` is unconditional sampling; `guidance=` adds our loss. `y` passed to `sample_posterior` only fixes the shapes here (any operator with the image's shape will do). **Step sizes.** Near the end of sampling `∂x̂0/∂x_t ≈ I`, so each guidance is a gradient step on its loss, which is stable only if `ξ × (the loss's curvature) < 2`. The known-region term has curvature 1: `ξ = 1` is safe, `ξ = 3` makes the sample fall apart (try it). Smoothed TV has curvature up to `8/ε` = 160: its weight must stay below 2/160, so we use 0.01 (with `ε = 0.01` and the same weight, TV guidance *raises* TV — a checkerboard oscillation).
+# `method="none"` is unconditional sampling; `guidance=` adds our loss. `y` passed to `sample_posterior` only
+# fixes the shapes here (any operator with the image's shape will do). **Step sizes.** Near the end of
+# sampling `∂x̂0/∂x_t ≈ I`, so each guidance is a gradient step on its loss, which is stable only if
+# `ξ × (the loss's curvature) < 2`. The known-region term has curvature 1: `ξ = 1` is safe, `ξ = 3` makes the
+# sample fall apart (try it). Smoothed TV has curvature up to `8/ε` = 160: its weight must stay below 2/160,
+# so we use 0.01 (with `ε = 0.01` and the same weight, TV guidance *raises* TV — a checkerboard oscillation).
 
 # %%
 from tomodiff.operators import Mask
@@ -121,7 +133,10 @@ for name, r in runs.items():
 # %% [markdown]
 # ## For comparison: the built-in ΠGDM on the same mask
 #
-# The known-region loss is what the data term of a posterior sampler does for you; for a mask, ΠGDM's likelihood is available in closed form. The custom loss is for what no built-in covers — smoothness, nonnegativity, agreement between neighbouring slices (see `tomodiff.samplers.z_smoothing`), and it sums with any method's own guidance (`sample_posterior(..., method="pigdm", guidance=loss_guidance(...))`).
+# The known-region loss is what the data term of a posterior sampler does for you; for a mask, ΠGDM's
+# likelihood is available in closed form. The custom loss is for what no built-in covers — smoothness,
+# nonnegativity, agreement between neighbouring slices (see `tomodiff.samplers.z_smoothing`), and it sums with
+# any method's own guidance (`sample_posterior(..., method="pigdm", guidance=loss_guidance(...))`).
 
 # %%
 data_var = (prior.net.sigma_data / prior.net.scale) ** 2
@@ -136,6 +151,11 @@ show([runs[n].samples[0] for n in runs], [f"{n}\n{psnr(runs[n].samples[0]):.1f} 
 # %% [markdown]
 # ## Reading the numbers
 #
-# - The known-region term alone drives its loss to about 0, far below the noise level `½σ²·(known pixels)` printed above: the sample copies the measurement's noise. A term that knows the noise (ΠGDM's `σ_y`, or weighting the loss by `1/σ²` and stopping at the noise level) does not.
-# - The TV term pulls the samples' TV towards the truth's; whether that buys PSNR depends on the prior, the image and the weight — measure it, as here, rather than assume it. Added to ΠGDM, which already accounts for the noise, the same TV weight can cost PSNR.
-# - The same idea couples neighbouring slices of a volume: `tomodiff.samplers.z_smoothing` acts on `x̂0` at every step with a TV term along Z (a few gradient steps on `½‖x − x̂0‖² + λ·TV_z(x)`).
+# - The known-region term alone drives its loss to about 0, far below the noise level `½σ²·(known pixels)`
+#   printed above: the sample copies the measurement's noise. A term that knows the noise (ΠGDM's `σ_y`, or
+#   weighting the loss by `1/σ²` and stopping at the noise level) does not.
+# - The TV term pulls the samples' TV towards the truth's; whether that buys PSNR depends on the prior, the
+#   image and the weight — measure it, as here, rather than assume it. Added to ΠGDM, which already accounts
+#   for the noise, the same TV weight can cost PSNR.
+# - The same idea couples neighbouring slices of a volume: `tomodiff.samplers.z_smoothing` acts on `x̂0` at
+#   every step with a TV term along Z (a few gradient steps on `½‖x − x̂0‖² + λ·TV_z(x)`).

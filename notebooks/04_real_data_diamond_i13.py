@@ -16,13 +16,21 @@
 # %% [markdown]
 # # Real data: the Diamond I13 scan, from raw projections to a sparse-view ΠGDM reconstruction
 #
-# A measured parallel-beam synchrotron scan (Diamond Light Source, beamline I13-2, scan 24737, proposal mt9396-1; see `shared/data/SOURCES.md` for origin and licence): 91 raw projections of 135 × 160 pixels over 180°, one flat and one dark frame. We go from raw counts to line integrals, reconstruct a **reference from all 91 angles** (SIRT), then keep **every 8th angle (12)** and compare FBP, SIRT, TV and ΠGDM from those against the reference.
+# A measured parallel-beam synchrotron scan (Diamond Light Source, beamline I13-2, scan 24737, proposal
+# mt9396-1; see `shared/data/SOURCES.md` for origin and licence): 91 raw projections of 135 × 160 pixels over
+# 180°, one flat and one dark frame. We go from raw counts to line integrals, reconstruct a **reference from
+# all 91 angles** (SIRT), then keep **every 8th angle (12)** and compare FBP, SIRT, TV and ΠGDM from those
+# against the reference.
 #
-# There is no ground truth here: the reference is itself a reconstruction, so the scores say how close a sparse-view result gets to what the full scan gives.
+# There is no ground truth here: the reference is itself a reconstruction, so the scores say how close a
+# sparse-view result gets to what the full scan gives.
 #
-# **Small settings.** 4 detector rows (axial slices), 25 sampler steps, 3 samples: about half a minute of ΠGDM on a laptop CPU. `N_ROWS`, `STEPS` and `SAMPLES` below scale it up.
+# **Small settings.** 4 detector rows (axial slices), 25 sampler steps, 3 samples: about half a minute of ΠGDM
+# on a laptop CPU. `N_ROWS`, `STEPS` and `SAMPLES` below scale it up.
 #
-# **Data.** The notebook looks for `diamond_i13_24737/24737_raw.npz` under `$TOMODIFF_SHARED_DATA`, else under `../../shared/data` next to this notebook; without it, the first cell stops with a message saying where to put it.
+# **Data.** The notebook looks for `diamond_i13_24737/24737_raw.npz` under `$TOMODIFF_SHARED_DATA`, else under
+# `../../shared/data` next to this notebook; without it, the first cell stops with a message saying where to
+# put it.
 
 # %%
 import os
@@ -51,7 +59,11 @@ print(prior, "trained for", prior.info["training"]["steps"], "steps")
 # %% [markdown]
 # ## Raw counts, flat and dark
 #
-# The detector records counts `I`; the flat `F` (beam, no sample) and the dark `D` (no beam) give the transmission `(I − D)/(F − D)`. Two quirks of this scan (both in `SOURCES.md`): the flat is brighter than open air in the projections (air ≈ 0.74 after flat correction), so each projection is renormalised on an air patch (top-left 20 × 20 pixels) to 1; and one dead pixel has `F = D`, which `clamp_gain` treats as a dead pixel instead of dividing by zero.
+# The detector records counts `I`; the flat `F` (beam, no sample) and the dark `D` (no beam) give the
+# transmission `(I − D)/(F − D)`. Two quirks of this scan (both in `SOURCES.md`): the flat is brighter than
+# open air in the projections (air ≈ 0.74 after flat correction), so each projection is renormalised on an air
+# patch (top-left 20 × 20 pixels) to 1; and one dead pixel has `F = D`, which `clamp_gain` treats as a dead
+# pixel instead of dividing by zero.
 
 # %%
 raw = np.load(RAW)
@@ -69,7 +81,11 @@ print("line integrals", sino.shape, f"range {sino.min():.2f} .. {sino.max():.2f}
 # %% [markdown]
 # ## Which rows, which grid
 #
-# The rotation axis projects ≈ 6 pixels right of the detector centre (column ≈ 85.5 of 0..159). The prior works on **64² slices**, so the reconstruction grid is 64 × 64 voxels **centred on the rotation axis**, one voxel per detector pixel. The sample sits above a wide holder whose cross section (radius ≈ 40 pixels) would not fit in that grid; the rows just above the holder (68–71, red) hold the sample alone, well inside the grid.
+# The rotation axis projects ≈ 6 pixels right of the detector centre (column ≈ 85.5 of 0..159). The prior
+# works on **64² slices**, so the reconstruction grid is 64 × 64 voxels **centred on the rotation axis**, one
+# voxel per detector pixel. The sample sits above a wide holder whose cross section (radius ≈ 40 pixels) would
+# not fit in that grid; the rows just above the holder (68–71, red) hold the sample alone, well inside the
+# grid.
 
 # %%
 CENTER_OFFSET = diamond_i13.CENTER_OFFSET   # rotation axis − detector centre: 6 pixels (SOURCES.md)
@@ -92,7 +108,10 @@ plt.show()
 # %% [markdown]
 # ## The full-angle reference and the sparse scan
 #
-# `tomodiff.demos.diamond_i13.load` cuts out the rows and builds a `parallel_beam` geometry whose `center_offset` puts the grid's centre on the rotation axis; the detector keeps all 160 columns. The reference is SIRT (200 iterations, non-negative) from all 91 angles on the same grid. `thin_sinogram` keeps every 8th angle: 12 angles over 180°.
+# `tomodiff.demos.diamond_i13.load` cuts out the rows and builds a `parallel_beam` geometry whose
+# `center_offset` puts the grid's centre on the rotation axis; the detector keeps all 160 columns. The
+# reference is SIRT (200 iterations, non-negative) from all 91 angles on the same grid. `thin_sinogram` keeps
+# every 8th angle: 12 angles over 180°.
 
 # %%
 scan = diamond_i13.load(RAW, row0=ROW0, n_rows=N_ROWS, grid=64)   # y: (1, 1, 91, N_ROWS, 160), 64² grid
@@ -108,14 +127,21 @@ print(f"sparse: {geometry_sparse.n_angles} angles, y {tuple(y.shape)}")
 # %% [markdown]
 # ## Scale and noise for the prior
 #
-# The prior was trained on slices with values in [0, 1]; this sample's attenuation is about 0.1 per pixel. We reconstruct `x / s` instead of `x`: since `y = A x = (A·s)(x/s)`, that is the same problem with measurements `y / s` and noise `σ_y / s` for the same operator `A`, and the result is multiplied back by `s`.
+# The prior was trained on slices with values in [0, 1]; this sample's attenuation is about 0.1 per pixel. We
+# reconstruct `x / s` instead of `x`: since `y = A x = (A·s)(x/s)`, that is the same problem with measurements
+# `y / s` and noise `σ_y / s` for the same operator `A`, and the result is multiplied back by `s`.
 #
-# - **Scale `s`**: the 99.9th percentile of a SIRT reconstruction from the **sparse** data — it uses nothing the sparse scan does not have (the full-angle reference's maximum is printed for comparison; the two differ by about 10%).
-# - **Noise `σ_y`**: from the air columns at both edges of the detector: the std of differences of neighbouring columns, divided by √2 (differences remove slow flat-field drifts that are not noise).
+# - **Scale `s`**: the 99.9th percentile of a SIRT reconstruction from the **sparse** data — it uses nothing
+#   the sparse scan does not have (the full-angle reference's maximum is printed for comparison; the two
+#   differ by about 10%).
+# - **Noise `σ_y`**: from the air columns at both edges of the detector: the std of differences of
+#   neighbouring columns, divided by √2 (differences remove slow flat-field drifts that are not noise).
 #
-# `diamond_i13.prior_scaling(A, y)` computes both; `tomodiff benchmark --real diamond_i13` does the same for every method.
+# `diamond_i13.prior_scaling(A, y)` computes both; `tomodiff benchmark --real diamond_i13` does the same for
+# every method.
 #
-# Every method below solves the scaled problem, so TV's weight (chosen on [0, 1] phantoms) means the same here; FBP and SIRT do not care (they are linear, SIRT's non-negativity is scale-free).
+# Every method below solves the scaled problem, so TV's weight (chosen on [0, 1] phantoms) means the same
+# here; FBP and SIRT do not care (they are linear, SIRT's non-negativity is scale-free).
 
 # %%
 s, sigma_y = diamond_i13.prior_scaling(A, y)                      # both from the sparse scan only
@@ -125,7 +151,10 @@ print(f"scale s = {s:.4f} per pixel (full-angle reference: max {float(ref.max())
 # %% [markdown]
 # ## Sparse-view reconstructions
 #
-# FBP (Hann), SIRT (100 iterations), TV (200 iterations, the default weight for 12 views) and ΠGDM (3 samples, 25 steps, `sigma_max=20`), all from the 12 angles, scored against the reference: PSNR over the 4 slices with the reference's value range as the peak, and SSIM per slice, averaged (a 4-slice volume is too thin for a 3D SSIM window).
+# FBP (Hann), SIRT (100 iterations), TV (200 iterations, the default weight for 12 views) and ΠGDM (3 samples,
+# 25 steps, `sigma_max=20`), all from the 12 angles, scored against the reference: PSNR over the 4 slices with
+# the reference's value range as the peak, and SSIM per slice, averaged (a 4-slice volume is too thin for a 3D
+# SSIM window).
 
 # %%
 STEPS, SAMPLES = 25, 3
@@ -171,8 +200,15 @@ plt.show()
 # %% [markdown]
 # ## Reading the numbers
 #
-# - The reference is SIRT from 91 angles, so methods that smooth like SIRT are favoured a little; and it is not noise-free (its own data residual is printed above). A few dB either way between close methods is within what the choice of reference can shift.
-# - The sample is a compact, nearly uniform blob: what TV assumes. A slice prior trained on procedural phantoms has no advantage built in here; one trained on scans like this one would.
-# - TV's weight is the phantom default, not tuned on this scan (tuning it against the reference would use the answer); other weights score differently.
-# - The scale `s` matters for ΠGDM only (the prior's [0, 1] range); the results move little when `s` is taken from the full-angle reference instead — try it.
-# - To scale up: more rows (`N_ROWS`, slabs of 16 are batched by `reconstruct`), `STEPS = 50`, more samples for a smoother std map; `every 4th angle` (`step=4`, 23 angles) is the other sparse setting of the benchmark.
+# - The reference is SIRT from 91 angles, so methods that smooth like SIRT are favoured a little; and it is
+#   not noise-free (its own data residual is printed above). A few dB either way between close methods is
+#   within what the choice of reference can shift.
+# - The sample is a compact, nearly uniform blob: what TV assumes. A slice prior trained on procedural
+#   phantoms has no advantage built in here; one trained on scans like this one would.
+# - TV's weight is the phantom default, not tuned on this scan (tuning it against the reference would use the
+#   answer); other weights score differently.
+# - The scale `s` matters for ΠGDM only (the prior's [0, 1] range); the results move little when `s` is taken
+#   from the full-angle reference instead — try it.
+# - To scale up: more rows (`N_ROWS`, slabs of 16 are batched by `reconstruct`), `STEPS = 50`, more samples
+#   for a smoother std map; `every 4th angle` (`step=4`, 23 angles) is the other sparse setting of the
+#   benchmark.
