@@ -85,7 +85,7 @@ def test_tiff_scan_reconstructs_as_the_hdf5_scan(scan, tmp_path, capsys):
     from tomodiff.io import read_project
 
     root, vol, h5 = scan
-    common = ["--thin", "2", "--rows", "1:3", "--center-offset", "0.5"]
+    common = ["--thin", "2", "--rows", "1:3", "--center-offset", "0.5", "--pixel-size", "0.5"]  # 0.5 mm pixels
     tiff_args = [root / "scan" / "proj", "--flats", root / "scan" / "flat", "--darks", root / "scan" / "dark",
                  "--angles", ANGLES]
     _reconstruct([*tiff_args, *common, "--out", tmp_path / "tiff.h5"], capsys)
@@ -97,10 +97,10 @@ def test_tiff_scan_reconstructs_as_the_hdf5_scan(scan, tmp_path, capsys):
     np.testing.assert_array_equal(tiff.sinogram, hdf5.sinogram)
     np.testing.assert_array_equal(tiff.reconstruction["mean"], hdf5.reconstruction["mean"])
     np.testing.assert_array_equal(folder.reconstruction["mean"], hdf5.reconstruction["mean"])
-    assert tiff.geometry["center_offset"] == 0.5
+    assert tiff.geometry["center_offset"] == 0.5 and tiff.geometry["voxel_size"] == 0.5
     # and it is a reconstruction of the object (the centre offset of 0.5 px blurs it a little)
     mean = tiff.reconstruction["mean"]  # (2, 36, 36): the raw-scan volume spans the detector width
-    inner, ref = mean[:, 6:30, 6:30], vol[1:3]
+    inner, ref = mean[:, 6:30, 6:30] * 0.5, vol[1:3]  # 1/mm back to 1/pixel
     err = np.linalg.norm(inner - ref) / np.linalg.norm(ref)
     assert err < 0.35, err
 
