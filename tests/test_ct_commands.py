@@ -101,3 +101,14 @@ def test_cli_method_list_matches_the_library():
     from tomodiff.recon.reconstruct import METHODS
 
     assert tuple(RECON_METHODS) == tuple(METHODS)
+
+
+def test_classical_provenance_records_only_what_was_used(tmp_path, capsys):
+    scan, out = tmp_path / "scan.h5", tmp_path / "tv.h5"
+    assert main(["simulate", "--phantom", "foam:1:16", "--views", "6", "--out", str(scan)]) == 0
+    assert main(["reconstruct", str(scan), "--method", "tv", "--iters", "5", "--out", str(out), "--json"]) == 0
+    capsys.readouterr()
+    prov = read_project(out).provenance
+    assert not {"steps", "n_samples", "sigma_y", "seed", "slab", "overlap", "z_coupling"} & set(prov)
+    assert prov["prior"] == {} and prov["std_samples"] is None
+    assert "n_iter" in prov["options"] and "lam" in prov["options"] and prov["scale"]["rule"].startswith("auto")
