@@ -192,3 +192,12 @@ def test_console_script_shows_no_traceback(inputs, argv):
     assert run.returncode == 2 and "Traceback" not in run.stderr
     assert len(run.stderr.strip().splitlines()) == 1, run.stderr
     assert _tree(inputs) == before
+
+
+def test_benchmark_without_the_real_scan_stops_before_any_work(inputs, capsys, monkeypatch):
+    monkeypatch.setenv("TOMODIFF_SHARED_DATA", str(inputs / "flats"))  # an empty folder
+    before = _tree(inputs)
+    rc = main(f"benchmark --methods fbp --set none --real diamond_i13 --out {inputs}/bench".split())
+    err = capsys.readouterr().err.strip()
+    assert rc == 2 and len(err.splitlines()) == 1 and "Diamond I13 scan 24737 is needed" in err
+    assert _tree(inputs) == before

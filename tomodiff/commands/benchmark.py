@@ -42,9 +42,12 @@ def _volumes(spec: str, manifest) -> list[str]:
     spec = spec.strip()
     if spec == "none":
         return []
-    if spec in ("64", "128", "all"):
+    if spec in ("64", "128", "all", "real_ct"):
         entries = manifest()["entries"]
-        return [Path(e["file"]).stem for e in entries if spec == "all" or e.get("shape") == [int(spec)] * 3]
+        if spec == "real_ct":
+            return [Path(e["file"]).stem for e in entries if e.get("family") == "real_ct"]
+        return [Path(e["file"]).stem for e in entries if spec == "all" or
+                (e.get("shape") == [int(spec)] * 3 and e.get("family") != "real_ct")]
     return [v.strip() for v in spec.split(",") if v.strip()]
 
 
@@ -55,8 +58,9 @@ def add_parser(sub):
     p.add_argument("--views", default="4,8,16,32", help="comma-separated view counts (default: %(default)s)")
     p.add_argument("--methods", default="fbp,sirt,cgls,tv,sdedit,dps,pigdm,dds", help="(default: %(default)s)")
     p.add_argument("--set", default="64",
-                   help="volumes: 64 (every 64^3 entry of the benchmark set, the default), 128 (the 128^3 "
-                        "entries), all (every entry), none, or comma-separated names/specs like foam:3:32")
+                   help="volumes: 64 (every 64^3 phantom of the benchmark set, the default), 128 (the 128^3 "
+                        "phantoms), real_ct (64^3 and 128^3 crops of held-out real CT), all (every entry), none, "
+                        "or comma-separated names/specs like foam:3:32")
     p.add_argument("--real", default="none", choices=("none", "diamond_i13"),
                    help="also reconstruct a measured scan from every 4th and 8th angle, scored against SIRT from "
                         "all angles (diamond_i13: needs $TOMODIFF_SHARED_DATA/diamond_i13_24737/24737_raw.npz)")
@@ -106,6 +110,10 @@ def run(args) -> int:
 
     for name in volumes:  # a bad name or file fails here, before any reconstruction and before --out exists
         load_volume(name)
+    if args.real == "diamond_i13":
+        from ..demos.diamond_i13 import find_raw
+
+        find_raw()
     args.out.mkdir(parents=True, exist_ok=True)
     log = open(args.out / "progress.log", "a")
 
