@@ -254,6 +254,16 @@ def open_checkpoint(checkpoint_cls, path, ctx: Dist, params: dict):
     """The in-memory path's checkpoint for this rank: ``path`` in a single process, ``path.rank<R>``
     under torch.distributed; finished slabs of earlier runs with any number of ranks (the other
     files) are loaded too, so a run resumes whatever the world size was."""
+    if ctx.active:  # every rank must be solving the same problem, or the exchanged slabs would mix runs
+        import hashlib
+        import json
+
+        key = hashlib.sha256(json.dumps(params, sort_keys=True, default=repr).encode()).hexdigest()
+        keys = gather_objects(ctx, key, "the start of the run")
+        if len(set(keys)) > 1:
+            raise ValueError(f"rank {ctx.rank}/{ctx.world}: the ranks were given different data or arguments "
+                             f"(ranks {[r for r, k in enumerate(keys) if k != keys[0]]} differ from rank 0); under "
+                             f"torchrun every rank must call reconstruct() with the same y and arguments")
     store = checkpoint_cls(None if path is None else _rank_file(path, ctx), params)
     if path is not None:
         for other in _sibling_files(path, store.path):

@@ -68,7 +68,7 @@ def reconstruct_file(path, out, *, method: str, prior=None, steps: int = 50, n_s
     """
     from ..io.streaming import SlabStore, open_sinogram, run_key, write_volume
 
-    t0 = time.perf_counter()
+    t0, cpu0 = time.perf_counter(), time.process_time()
     if method not in METHODS or method == "auto":
         raise ValueError(f"method must be one of {tuple(m for m in METHODS if m != 'auto')}, got {method!r}")
     ctx, dev = distributed.setup(device)
@@ -103,6 +103,10 @@ def reconstruct_file(path, out, *, method: str, prior=None, steps: int = 50, n_s
                   "schedule": "two-pass" if method in DIFFUSION else "independent",
                   **{k: v for k, v in options.items() if isinstance(v, (int, float, str, bool, type(None)))}}
         key = run_key({**params, "data": src.identity, "prior": _prior_info(prior) if method in DIFFUSION else {}})
+        keys = distributed.gather_objects(ctx, key, "the start of the run")
+        if len(set(keys)) > 1:
+            raise ValueError(f"rank {ctx.rank}/{ctx.world}: the ranks were started with different arguments or files "
+                             f"(ranks {[r for r, k in enumerate(keys) if k != keys[0]]} differ from rank 0)")
         store_dir = Path(checkpoint) if checkpoint is not None else default_store(out)
         store = SlabStore(store_dir, key)
         owners = [distributed.assign(plan, phase, ctx.world) for phase in phases]
@@ -117,6 +121,7 @@ def reconstruct_file(path, out, *, method: str, prior=None, steps: int = 50, n_s
                               prior=prior, steps=steps, n_samples=n_samples, sigma_y=sigma_y / s, seed=seed,
                               z_coupling=z_coupling, progress=progress, options=options)
         ranks = distributed.gather_objects(ctx, {"rank": ctx.rank, "peak_rss_mb": _rss_peak_mb(),
+                                                 "cpu_s": time.process_time() - cpu0,
                                                  "peak_above_start_mb": mem.peak_mb,
                                                  "slabs": sorted(k for o in owners for k, r in o.items()
                                                                  if r == ctx.rank)},
