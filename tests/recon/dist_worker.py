@@ -1,8 +1,8 @@
 """Worker for tests/recon/test_distributed.py, run as ``python dist_worker.py MODE DIR`` (plain, under
 torchrun, or as hand-started ranks). Everything it computes goes to files in DIR.
 
-MODE ``match``: ``reconstruct()`` in memory and ``reconstruct_file()`` with the ``slice-64`` prior;
-rank 0 saves both results to ``DIR/<world>.pt``.
+MODE ``match``: ``reconstruct()`` in memory and ``reconstruct_file()`` with the ``slice-64`` prior,
+and ``reconstruct_file()`` with TV; rank 0 saves the results to ``DIR/<world>.pt``.
 MODE ``die``: ``reconstruct_file()`` with an exact Gaussian denoiser; rank 1 exits hard in its
 second slab (a crashed process); the others must stop with a clear error.
 MODE ``resume``: the same run in one process, counting denoiser calls (it resumes from the slabs
@@ -66,12 +66,16 @@ def match(d: Path):
     out = d / f"out{world}.h5"
     summary = reconstruct_file(src, out, prior=prior, progress=False, scale=None if scale is None else scale.default,
                                **kw)
+    tv_out = d / f"tv{world}.h5"  # a classical method under the same scheme: TV in overlapping slabs
+    reconstruct_file(src, tv_out, method="tv", slab=6, overlap=2, n_iter=30, progress=False)
     if summary is not None:
         import h5py
-        with h5py.File(out, "r") as f:
+        with h5py.File(out, "r") as f, h5py.File(tv_out, "r") as g:
             file_mean, file_std = f["reconstruction/mean"][()], f["reconstruction/std"][()]
+            tv = g["reconstruction/mean"][()]
         torch.save({"api_mean": api.mean[0, 0], "api_std": api.std[0, 0], "file_mean": torch.from_numpy(file_mean),
-                    "file_std": torch.from_numpy(file_std), "summary": json.dumps(summary)}, d / f"{world}.pt")
+                    "file_std": torch.from_numpy(file_std), "tv_mean": torch.from_numpy(tv),
+                    "summary": json.dumps(summary)}, d / f"{world}.pt")
 
 
 DIE_KW = dict(method="pigdm", steps=3, n_samples=2, sigma_y=0.01, slab=6, overlap=2, seed=5, progress=False)

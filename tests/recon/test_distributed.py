@@ -75,14 +75,14 @@ def test_cuda_with_more_ranks_than_gpus_is_a_clear_error(monkeypatch):
 
 @pytest.mark.slow  # three processes start (about 10 s each on a busy 2-core machine)
 def test_torchrun_two_ranks_equal_one_process(tmp_path):
-    """reconstruct() and reconstruct_file() with slice-64 on 2 gloo ranks: bitwise the plain run."""
+    """reconstruct() and reconstruct_file() with slice-64, and TV in slabs, on 2 gloo ranks: bitwise the plain run."""
     plain = subprocess.run([sys.executable, str(WORKER), "match", str(tmp_path)], env=_env(), capture_output=True,
                            text=True, timeout=120)
     assert plain.returncode == 0, plain.stderr[-3000:]
     run = _torchrun(2, str(WORKER), "match", str(tmp_path), cwd=tmp_path)
     assert run.returncode == 0, run.stderr[-3000:]
     one, two = torch.load(tmp_path / "1.pt"), torch.load(tmp_path / "2.pt")
-    for key in ("api_mean", "api_std", "file_mean", "file_std"):
+    for key in ("api_mean", "api_std", "file_mean", "file_std", "tv_mean"):
         assert torch.equal(one[key], two[key]), key
     # the streaming path equals the in-memory one too, and both ranks did work
     assert torch.equal(one["file_mean"], one["api_mean"]) and torch.equal(one["file_std"], one["api_std"])

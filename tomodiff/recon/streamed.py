@@ -161,7 +161,12 @@ def _run_slabs(ctx, src, geometry, plan, phases, owners, store, group, hint, dev
             A_k = Projector(slab_geometry(geometry, start, stop), device=dev)
             y_k = torch.from_numpy(src.read(start, stop))[None, None].to(dev) / s
             if method in CLASSICAL:
-                x, used = _classical(A_k, y_k, method, options, False, None)
+                opts = dict(options)
+                if method == "tv" and "op_norm" not in opts:  # ‖A‖ by power iteration from a fixed start, so
+                    # that a slab's result does not depend on what its rank drew before (the same on any rank)
+                    opts["op_norm"] = A_k.norm(generator=torch.Generator(device=dev).manual_seed(0),
+                                               dtype=y_k.dtype, device=dev)
+                x, used = _classical(A_k, y_k, method, opts, False, None)
                 store.put(k, x[:, 0].cpu(), 0)  # (1, Z_k, Y, X)
                 continue
             left = right = None
