@@ -182,6 +182,8 @@ def run(args) -> int:
         from .reconstruct_streamed import run_streamed
 
         return run_streamed(args)
+    if args.overlap is not None:
+        raise ValueError("--overlap applies to the streaming path (--stream or torchrun); in memory slabs share 4 slices")
     import numpy as np
 
     from ..ct import Projector
