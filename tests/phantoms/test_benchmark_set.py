@@ -33,7 +33,8 @@ def test_files_match_manifest_checksums(entry):
     assert vol.min() >= 0 and vol.max() <= 1
 
 
-@pytest.mark.parametrize("entry", [e for e in ENTRIES if e["generator"] != "real"][:8:3], ids=lambda e: e["file"])
+@pytest.mark.parametrize("entry", [e for e in ENTRIES if e["generator"] not in ("real", "real_ct")][:8:3],
+                         ids=lambda e: e["file"])
 def test_files_are_what_the_generator_makes(entry):
     vol = M.load(BENCH / entry["file"])
     fresh = P.generate(entry["family"], entry["shape"], entry["seed"]).numpy()
@@ -43,7 +44,7 @@ def test_files_are_what_the_generator_makes(entry):
 def test_seed_ranges_are_disjoint():
     a, b = P.TRAIN_SEEDS, P.BENCHMARK_SEEDS
     assert a.stop <= b.start or b.stop <= a.start
-    seeds = [e["seed"] for e in ENTRIES if e["generator"] != "real"]
+    seeds = [e["seed"] for e in ENTRIES if e["generator"] not in ("real", "real_ct")]
     assert seeds and all(s in b for s in seeds)
     assert MANIFEST["seed_range"] == [b.start, b.stop]
 
@@ -61,3 +62,19 @@ def test_training_draws_only_training_seeds(monkeypatch, dims):
     assert len(seen) >= 3
     assert all(s in P.TRAIN_SEEDS and s not in bench for s in seen)
     assert all(P.training_seed(r, s, i) in P.TRAIN_SEEDS for r in range(3) for s in range(50) for i in range(8))
+
+
+REAL_CT = [e for e in ENTRIES if e["family"] == "real_ct"]
+
+
+def test_real_ct_group_comes_from_held_out_volumes_only():
+    assert {tuple(e["shape"]) for e in REAL_CT} == {(64, 64, 64), (128, 128, 128)}
+    assert {e["parameters"]["source"].split("/")[1].split(".")[0] for e in REAL_CT} == set(M.HELD_OUT_CT)
+
+
+@pytest.mark.skipif(not M.CT_CORPUS.exists(), reason="needs ../shared/data/ct_corpus")
+def test_real_ct_files_are_what_the_corpus_gives():
+    name, source, factors, edge = M.REAL_CT[0]
+    vol, _ = M.real_ct_volume(source, factors, edge)
+    entry = next(e for e in REAL_CT if e["file"] == f"{name}.h5")
+    assert M.array_sha256(vol) == entry["sha256"]
