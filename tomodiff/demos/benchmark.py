@@ -36,9 +36,10 @@ class Row:
 
 
 def volume_group(shape, description: dict) -> str:
-    """Volumes scored together: simulated phantoms by shape (``phantoms 64×64×64``), real CT
-    volumes (family ``real``) apart from them."""
-    kind = "real CT volume" if description.get("family") == "real" else "phantoms"
+    """Volumes scored together: simulated phantoms by shape (``phantoms 64×64×64``), the real VTK
+    head (family ``real``) and the held-out real-CT crops (family ``real_ct``) apart from them."""
+    family = description.get("family")
+    kind = {"real": "real CT volume", "real_ct": "real CT (held out)"}.get(family, "phantoms")
     return f"{kind} " + "×".join(str(int(s)) for s in shape)
 
 
