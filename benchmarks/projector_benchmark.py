@@ -1,168 +1,186 @@
-"""Forward + adjoint wall time of parallel-beam 3D projectors (and cone beam), one table.
+"""Forward + adjoint wall time and peak memory of the CPU projectors, ASTRA beside them, one table.
 
-Compares, in one run and on the same volumes:
-  torch   tomodiff's torch backend (cached sparse Joseph matrix, all slices in one product);
-  astra   ASTRA's CPU 2D ``linear`` projector looped over z-slices (``direct_FP2D/BP2D``);
-  deepinv ``deepinv.physics.Tomography`` with the slices as its batch (optional package; unnormalised,
-          its default autograd adjoint; run with the first ``--threads`` count).
-Times are the best of ``--repeats`` calls of forward then adjoint on one ``(1, 1, N, N, N)``
-float32 volume, after one warm-up call; the torch backend's one-off matrix build is reported
-separately (``build``; for deepinv, its constructor). Memory is the process's peak resident set
-so far (``maxRSS``, from ``resource``; monotone over the run, so a row's growth over the previous
-rows is what it added).
+Backends, timed on the same volume in the same run:
+  torch        tomodiff's cached sparse Joseph matrix (one-off build, then one sparse product);
+  matrix_free  tomodiff's matrix-free Joseph projector (weights computed on the fly per angle batch);
+  astra        ASTRA's CPU 2D ``linear`` (Joseph) projector, looped over z-slices (parallel beam
+               only: ASTRA has no CPU 3D / cone projector).
+Each (case, backend) runs in a fresh process, so ``peak MiB`` is that backend's own peak resident
+set (``ru_maxrss``, including ~300 MiB of Python + torch). ``build s`` is the torch backend's matrix
+build; ``1st s`` is the first forward + adjoint (build included); ``fwd+adj s`` the best of
+``--repeats`` later calls; ``vs astra`` = fwd+adj time / ASTRA's in the same run (< 1: faster than
+ASTRA). The torch backend is skipped where its matrix (upper bound ``matrix_bytes``) exceeds
+``--budget`` (the auto backend's memory budget), and said so.
 
-Usage:  python benchmarks/projector_benchmark.py --sizes 64,128 --angles 16,60
+Cases (``--cases``, comma-separated): ``par:Z:N:A`` (parallel beam, Z slices of N², A angles over
+180°), ``cone:N:A`` (N³, A angles over 360°, detector N × 1.5N), ``tooth`` (the APS tooth scan's
+geometry: 2 rows × 640 columns, its 181 angles, centre offset -23.5, volume 2 × 640²).
+
+Usage:  OMP_NUM_THREADS=1 python benchmarks/projector_benchmark.py [--cases ...] [--threads 1]
 """
 
 from __future__ import annotations
 
 import argparse
-import math
+import json
 import os
-import resource
+import subprocess
+import sys
 import time
 
-import numpy as np
-import torch
-
-from tomodiff.ct import Projector, cone_beam, parallel_beam
-from tomodiff.ct.backends.matrix_cache import CACHE
+DEFAULT_CASES = "par:64:64:60,par:128:128:60,par:8:256:180,par:4:512:180,tooth,cone:64:60,cone:128:180"
+TOOTH = "../shared/data/aps_tooth/tooth.h5"
 
 
-def _best_time(fn, repeats):
-    fn()  # warm-up (and matrix build for the torch backend)
+def make_geometry(case: str):
+    import numpy as np
+
+    from tomodiff.ct import cone_beam, parallel_beam
+    kind, *nums = case.split(":")
+    if kind == "par":
+        z, n, a = map(int, nums)
+        return parallel_beam((z, n, n), np.linspace(0, np.pi, a, endpoint=False))
+    if kind == "cone":
+        n, a = map(int, nums)
+        return cone_beam((n, n, n), np.linspace(0, 2 * np.pi, a, endpoint=False), (n, int(1.5 * n)),
+                         source_distance=3.0 * n, detector_distance=1.5 * n, det_spacing=1.5)
+    if kind == "tooth":
+        angles = np.radians(np.linspace(0.0, 179.0055, 181))  # as /exchange/theta of tooth.h5
+        if os.path.exists(TOOTH):
+            import h5py
+            with h5py.File(TOOTH, "r") as f:
+                angles = np.radians(f["exchange/theta"][()].astype(np.float64))
+        return parallel_beam((2, 640, 640), angles, det_shape=(2, 640), center_offset=-23.5)
+    raise ValueError(f"unknown case {case!r}: expected par:Z:N:A, cone:N:A or tooth")
+
+
+def run_one(case: str, backend: str, repeats: int) -> dict:
+    """Time one backend on one case in this process; returns a dict of numbers."""
+    import resource
+
+    import numpy as np
+    import torch
+
+    g = make_geometry(case)
+    vol = torch.rand(1, 1, *g.volume_shape, generator=torch.Generator().manual_seed(0))
+    out = {"case": case, "backend": backend}
+    if backend == "astra":
+        import astra
+        from astra.experimental import direct_BP2D, direct_FP2D
+
+        from tomodiff.ct import parallel_beam, to_astra
+        if g.kind != "parallel":
+            return {**out, "skipped": "ASTRA has no CPU cone-beam projector"}
+        g2 = parallel_beam(g.volume_shape[1:], g.angles, det_shape=g.det_shape[1:], center_offset=g.center_offset)
+        vg, pg = to_astra(g2)
+        pid = astra.create_projector("linear", pg, vg)
+        v = np.ascontiguousarray(vol[0, 0].numpy())
+        sino = np.zeros((v.shape[0], *g2.sino_shape), np.float32)
+        back = np.zeros_like(v)
+
+        def call():
+            for z in range(v.shape[0]):
+                direct_FP2D(pid, v[z], sino[z])
+            for z in range(v.shape[0]):
+                direct_BP2D(pid, back[z], sino[z])
+    else:
+        from tomodiff.ct import Projector
+        from tomodiff.ct.backends.matrix_cache import CACHE
+        from tomodiff.ct.backends.torch_backend import matrix_bytes
+        if backend == "torch":
+            need = matrix_bytes(g)
+            out["matrix_MiB"] = need / 2**20
+            if need > CACHE.limit_bytes:
+                return {**out, "skipped": f"matrix ≤ {need / 2**30:.1f} GiB exceeds the {CACHE.limit_bytes / 2**30:.0f} GiB budget"}
+        A = Projector(g, backend=backend)
+        if backend == "torch" and g.kind != "cone":  # cone blocks are built inside the first call
+            t0 = time.perf_counter()
+            A._kernel._matrices(A._kernel._slice_geometry if g.ndim == 3 else g, torch.float32, "cpu")
+            out["build_s"] = time.perf_counter() - t0
+            CACHE.clear()  # the first call below builds again: it is timed build included
+
+        def call():
+            A.adjoint(A.forward(vol))
+    t0 = time.perf_counter()
+    call()
+    out["first_s"] = time.perf_counter() - t0
     best = float("inf")
     for _ in range(repeats):
         t0 = time.perf_counter()
-        fn()
+        call()
         best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def _rss_mib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def torch_runner(geometry, vol):
-    A = Projector(geometry, backend="torch")
-    CACHE.clear()
-    t0 = time.perf_counter()
-    A.forward(vol)  # builds and caches the matrix
-    build = time.perf_counter() - t0
-    return (lambda: A.adjoint(A.forward(vol))), build
-
-
-def astra_runner(geometry, vol):
-    import astra
-    from astra.experimental import direct_BP2D, direct_FP2D
-
-    from tomodiff.ct import to_astra
-    n_z, n_y, n_x = geometry.volume_shape
-    g2 = parallel_beam((n_y, n_x), geometry.angles, det_shape=geometry.det_shape[1:])
-    vol_geom, proj_geom = to_astra(g2)
-    pid = astra.create_projector("linear", proj_geom, vol_geom)
-    v = np.ascontiguousarray(vol[0, 0].numpy())
-    sino = np.zeros((n_z, *g2.sino_shape), np.float32)
-    back = np.zeros_like(v)
-
-    def run():
-        for z in range(n_z):
-            direct_FP2D(pid, v[z], sino[z])
-        for z in range(n_z):
-            direct_BP2D(pid, back[z], sino[z])
-    return run, None
-
-
-def deepinv_runner(geometry, vol):
-    # deepinv.physics.Tomography (deepinv 0.5): 2D parallel beam on square (B, C, W, W) images, angles in
-    # degrees, sinogram (B, C, U, A) with U = ceil(sqrt(2)·W) for circle=False (the same U as
-    # parallel_beam's default detector). normalize=False: the raw line integrals, as torch and ASTRA
-    # compute (deepinv's default would rescale A by a power-iteration norm, with a warning).
-    # adjoint_via_backprop is deepinv's default (True): the exact adjoint of A by autograd, built on
-    # the first call (the warm-up). "build" here is the constructor (the sampling grids).
-    from deepinv.physics import Tomography
-    n = geometry.volume_shape[-1]
-    if geometry.volume_shape[-2] != n or geometry.det_shape[-1] != math.ceil(math.sqrt(2) * n - 1e-9):
-        raise ValueError("deepinv_runner: needs square slices and the default detector width")
-    t0 = time.perf_counter()
-    physics = Tomography(angles=torch.tensor(np.degrees(geometry.angles), dtype=torch.float32),
-                         img_width=n, circle=False, normalize=False, adjoint_via_backprop=True, device="cpu")
-    build = time.perf_counter() - t0
-    slices = vol[0, 0][:, None]  # (Z, 1, Y, X): the slices as deepinv's batch
-
-    def run():
-        with torch.no_grad():
-            physics.A_adjoint(physics.A(slices))
-    return run, build
+    out["fwd_adj_s"] = best
+    out["peak_MiB"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return out
 
 
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--sizes", default="64,128,256", help="cube edge lengths N (voxels)")
-    p.add_argument("--angles", default="16,60,180", help="numbers of angles over [0, pi)")
-    p.add_argument("--cone-sizes", default="64", help="cone-beam N (torch only; '' to skip)")
-    p.add_argument("--cone-angles", default="16,60",
-                   help="cone-beam angle counts (the 3D matrix is large: beyond the cache budget it is "
-                        "rebuilt on every call)")
-    p.add_argument("--repeats", type=int, default=3)
-    p.add_argument("--backends", default="torch,astra,deepinv")
-    p.add_argument("--threads", default="1,2",
-                   help="torch thread counts to time (ASTRA's CPU projectors are single-threaded)")
+    p.add_argument("--cases", default=DEFAULT_CASES)
+    p.add_argument("--backends", default="astra,torch,matrix_free")
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--threads", type=int, default=1, help="torch threads (ASTRA's CPU code is single-threaded)")
+    p.add_argument("--markdown", default=None, help="also write the table as Markdown to this file")
+    p.add_argument("--one", nargs=2, metavar=("CASE", "BACKEND"), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    default_threads = torch.get_num_threads()
-    sizes = [int(s) for s in args.sizes.split(",") if s]
-    n_angles = [int(a) for a in args.angles.split(",") if a]
-    wanted = args.backends.split(",")
-    runners = {"torch": torch_runner, "astra": astra_runner, "deepinv": deepinv_runner}
-    missing = {}
-    for name in ("astra", "deepinv"):
-        try:
-            __import__(name)
-        except ImportError as err:
-            missing[name] = str(err)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, cpus {os.cpu_count()}, "
-          f"load average at start {os.getloadavg()[0]:.2f}")
-    for name, why in missing.items():
-        if name in wanted:
-            print(f"skipping {name}: {why}")
-    header = (f"{'geometry':<10}{'N':>5}{'A':>5}  {'backend':<8}{'fwd+adj s':>10}{'build s':>9}"
-              f"{'vs torch':>10}{'maxRSS MiB':>11}")
+    if args.one:
+        import torch
+        torch.set_num_threads(args.threads)
+        print(json.dumps(run_one(*args.one, args.repeats)))
+        return
+    import torch
+    header = f"torch {torch.__version__}, {args.threads} torch thread(s), cpus {os.cpu_count()}, " \
+             f"load average at start {os.getloadavg()[0]:.2f}"
     print(header)
-    print("-" * len(header))
-    for n in sizes:
-        for a in n_angles:
-            g = parallel_beam((n, n, n), np.linspace(0, np.pi, a, endpoint=False))
-            vol = torch.rand(1, 1, n, n, n, generator=torch.Generator().manual_seed(0))
-            t_torch = None
-            jobs = [(f"torch-{k}t", "torch", int(k)) for k in args.threads.split(",")] if "torch" in wanted else []
-            # deepinv is torch too: it runs with the first --threads count (ASTRA's CPU code is single-threaded)
-            jobs += [(name, name, int(args.threads.split(",")[0]) if name == "deepinv" else None)
-                     for name in wanted if name != "torch"]
-            for label, name, threads in jobs:
-                if name in missing or name not in runners:
-                    continue
-                torch.set_num_threads(threads or default_threads)
-                run, build = runners[name](g, vol)
-                t = _best_time(run, args.repeats)
-                t_torch = t if t_torch is None and name == "torch" else t_torch
-                ratio = f"{t / t_torch:9.1f}x" if t_torch else f"{'':>10}"
-                build_s = f"{build:9.2f}" if build is not None else f"{'':>9}"
-                print(f"{'parallel':<10}{n:>5}{a:>5}  {label:<8}{t:>10.3f}{build_s}{ratio}"
-                      f"{_rss_mib():>11.0f}", flush=True)
-                del run
-    for n in [int(s) for s in args.cone_sizes.split(",") if s]:
-        for a in [int(s) for s in args.cone_angles.split(",") if s]:
-            g = cone_beam((n, n, n), np.linspace(0, 2 * np.pi, a, endpoint=False), (n, int(1.5 * n)),
-                          source_distance=3.0 * n, detector_distance=1.5 * n, det_spacing=1.5)
-            vol = torch.rand(1, 1, n, n, n, generator=torch.Generator().manual_seed(0))
-            torch.set_num_threads(int(args.threads.split(",")[0]))
-            run, build = torch_runner(g, vol)
-            t = _best_time(run, args.repeats)
-            cached = "cached" if CACHE.nbytes else "rebuilt per call"
-            print(f"{'cone':<10}{n:>5}{a:>5}  {'torch-' + args.threads.split(',')[0] + 't':<8}{t:>10.3f}{build:>9.2f}{'':>10}"
-                  f"{_rss_mib():>11.0f}  (matrix {cached})", flush=True)
-    print("vs torch: wall time relative to the first torch row of the same volume (>1: torch is faster).")
+    cols = f"{'case':<18}{'backend':<13}{'build s':>9}{'1st s':>9}{'fwd+adj s':>11}{'vs astra':>10}{'peak MiB':>10}"
+    print(cols + "\n" + "-" * len(cols))
+    rows = []
+    env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+    for case in args.cases.split(","):
+        t_astra = None
+        for backend in args.backends.split(","):
+            proc = subprocess.run([sys.executable, __file__, "--one", case, backend, "--repeats", str(args.repeats),
+                                   "--threads", str(args.threads)], capture_output=True, text=True, env=env)
+            if proc.returncode != 0:
+                r = {"case": case, "backend": backend, "skipped": "failed: " + proc.stderr.strip().splitlines()[-1]}
+            else:
+                r = json.loads(proc.stdout.strip().splitlines()[-1])
+            if backend == "astra" and "fwd_adj_s" in r:
+                t_astra = r["fwd_adj_s"]
+            r["vs_astra"] = r["fwd_adj_s"] / t_astra if t_astra and "fwd_adj_s" in r else None
+            rows.append(r)
+            if "skipped" in r:
+                print(f"{case:<18}{backend:<13}  skipped: {r['skipped']}", flush=True)
+                continue
+            fmt = lambda v, w, spec: f"{v:{w}{spec}}" if v is not None else f"{'':>{w}}"  # noqa: E731
+            print(f"{case:<18}{backend:<13}{fmt(r.get('build_s'), 9, '.2f')}{fmt(r['first_s'], 9, '.2f')}"
+                  f"{fmt(r['fwd_adj_s'], 11, '.3f')}{fmt(r['vs_astra'], 10, '.2f')}{fmt(r['peak_MiB'], 10, '.0f')}",
+                  flush=True)
+    print("\nWhere each backend wins (fastest repeated fwd+adj; first call with build in brackets):")
+    summary = []
+    for case in args.cases.split(","):
+        timed = [r for r in rows if r["case"] == case and "fwd_adj_s" in r]
+        if not timed:
+            continue
+        best = min(timed, key=lambda r: r["fwd_adj_s"])
+        first = min(timed, key=lambda r: r["first_s"])
+        line = f"  {case}: {best['backend']} [{first['backend']}]"
+        summary.append(line)
+        print(line)
     print(f"load average at end {os.getloadavg()[0]:.2f}")
+    if args.markdown:
+        with open(args.markdown, "w") as f:
+            f.write(f"<!-- {header} -->\n\n| case | backend | build s | 1st call s | fwd+adj s | vs ASTRA | peak MiB |\n"
+                    "|---|---|---:|---:|---:|---:|---:|\n")
+            for r in rows:
+                if "skipped" in r:
+                    f.write(f"| {r['case']} | {r['backend']} | skipped: {r['skipped']} | | | | |\n")
+                    continue
+                cell = lambda v, spec: "" if v is None else format(v, spec)  # noqa: E731
+                f.write(f"| {r['case']} | {r['backend']} | {cell(r.get('build_s'), '.2f')} | {r['first_s']:.2f} | "
+                        f"{r['fwd_adj_s']:.3f} | {cell(r['vs_astra'], '.2f') + ('×' if r['vs_astra'] else '')} | {r['peak_MiB']:.0f} |\n")
+            f.write("\nFastest repeated forward + adjoint per case (fastest first call, build included, in brackets):\n\n")
+            f.write("\n".join(s.replace("  ", "- ", 1) for s in summary) + "\n")
 
 
 if __name__ == "__main__":

@@ -56,8 +56,8 @@ def test_batches_of_one_angle_give_the_same_result(name, monkeypatch):
     x = torch.rand(1, 2, *g.volume_shape, dtype=torch.float64)
     y = torch.rand(1, 2, *g.sino_shape, dtype=torch.float64)
     ref_fwd, ref_adj = F(x), F.T(y)
-    monkeypatch.setattr(matrix_free_backend, "SAMPLES_PER_BATCH", 1)
-    assert len(list(F._kernel._batches("cpu", torch.float64))) >= g.n_angles
+    monkeypatch.setattr(matrix_free_backend, "SAMPLES_PER_BATCH", {"cpu": (1, 1)})
+    assert len(list(F._kernel._batches("cpu", torch.float64, 2))) >= g.n_angles
     torch.testing.assert_close(F(x), ref_fwd, rtol=0, atol=1e-12)
     torch.testing.assert_close(F.T(y), ref_adj, rtol=0, atol=1e-12)
 

@@ -9,8 +9,8 @@ axis: the planes are grid_sample's batch), and the adjoint is grid_sample's own 
 (``aten.grid_sampler_2d_backward``): the same weights, scattered, so the dot test is exact to
 rounding. CPU and CUDA alike.
 
-Memory is bounded by the batch: at most :data:`SAMPLES_PER_BATCH` ray-plane samples (times the
-number of channels) live at once, whatever the geometry. Nothing depends on a cache, so the second
+Memory is bounded by the batch: at most :data:`SAMPLES_PER_BATCH` ray-plane samples (and samples ×
+channels) live at once, whatever the geometry. Nothing depends on a cache, so the second
 call costs what the first did.
 
 - 2D parallel / fan: rays through the ``(Y, X)`` image, batch items as channels.
@@ -30,8 +30,9 @@ from ..geometry import Geometry, parallel_beam
 from ..rays import rays
 
 NAME = "matrix_free"
-#: Ray-plane samples (per channel) computed at once; bounds the temporaries of one batch.
-SAMPLES_PER_BATCH = 1 << 21
+#: Per device type: (ray-plane samples, samples × channels) computed at once. These bound the
+#: temporaries of one batch: the sample grid (2 floats a sample) and grid_sample's output.
+SAMPLES_PER_BATCH = {"cpu": (1 << 21, 1 << 23), "cuda": (1 << 25, 1 << 28)}
 _BILINEAR, _ZEROS = 0, 0  # aten enums: interpolation_mode, padding_mode
 
 
@@ -85,8 +86,11 @@ class MatrixFreeKernel:
         return self._backproject(y, y.shape[0])[0].to(out_dtype)
 
     # ------------------------------------------------------------------ batches of rays
-    def _batches(self, device, dtype):
+    def _batches(self, device, dtype, channels):
         """Yield ``(ray_ids, axis, grid, length)`` for every (angle batch, dominant axis) group.
+
+        Rays are found on the CPU in float64 (a few numbers per ray); the samples' coordinates are
+        computed on ``device`` in ``dtype``. Batch sizes follow :data:`SAMPLES_PER_BATCH`.
 
         ``grid``: grid_sample coordinates of every ray-plane sample in the :func:`_layout` of that
         axis (see :func:`_sample_grid`); ``length``: world length per plane of each ray, ``(R,)``;
@@ -95,7 +99,9 @@ class MatrixFreeKernel:
         g = self._plane
         shape = g.volume_shape
         rays_per_angle = math.prod(g.det_shape)
-        step = max(1, SAMPLES_PER_BATCH // (rays_per_angle * max(shape)))
+        samples, channel_samples = SAMPLES_PER_BATCH["cuda" if torch.device(device).type == "cuda" else "cpu"]
+        per_angle = rays_per_angle * max(shape)
+        step = max(1, min(samples // per_angle, channel_samples // (per_angle * max(1, channels))))
         for a0 in range(0, g.n_angles, step):
             a1 = min(a0 + step, g.n_angles)
             p, u = _index_rays(g, a0, a1)
@@ -104,15 +110,15 @@ class MatrixFreeKernel:
                 ids = torch.nonzero(dominant == axis).flatten()
                 if ids.numel() == 0:
                     continue
-                grid, length = _sample_grid(p[ids], u[ids], axis, shape, g.voxel_size, dtype)
-                yield (ids + a0 * rays_per_angle).to(device), axis, grid.to(device), length.to(device, dtype)
+                grid, length = _sample_grid(p[ids], u[ids], axis, shape, g.voxel_size, dtype, device)
+                yield (ids + a0 * rays_per_angle).to(device), axis, grid, length.to(device, dtype)
 
     def _project(self, vol: torch.Tensor) -> torch.Tensor:
         """``vol`` ``(1, C, *volume_shape)`` -> line integrals ``(C, n_rays)``."""
         g = self._plane
         out = vol.new_zeros(vol.shape[1], g.n_angles * math.prod(g.det_shape))
         layouts = {}
-        for ids, axis, grid, length in self._batches(vol.device, vol.dtype):
+        for ids, axis, grid, length in self._batches(vol.device, vol.dtype, vol.shape[1]):
             if axis not in layouts:
                 layouts[axis] = _layout(vol, g.ndim, axis).contiguous()
             samples = torch.nn.functional.grid_sample(layouts[axis], grid, mode="bilinear",
@@ -127,7 +133,7 @@ class MatrixFreeKernel:
         g = self._plane
         rows = y.reshape(channels, -1)
         sums = {}  # dominant axis -> adjoint accumulated in that axis's layout
-        for ids, axis, grid, length in self._batches(y.device, y.dtype):
+        for ids, axis, grid, length in self._batches(y.device, y.dtype, channels):
             if axis not in sums:
                 sums[axis] = _layout(y.new_zeros(1, channels, *g.volume_shape), g.ndim, axis).contiguous()
             weighted = rows[:, ids] * length  # (C, R)
@@ -186,11 +192,11 @@ def _index_rays(g: Geometry, a0: int, a1: int):
     return p, u
 
 
-def _sample_grid(p, u, axis, shape, voxel_size, dtype):
+def _sample_grid(p, u, axis, shape, voxel_size, dtype, device="cpu"):
     """grid_sample coordinates of the Joseph samples of rays dominant along ``axis``.
 
     Sample ``k`` of a ray sits on voxel plane ``k`` of ``axis``; its other coordinates are affine in
-    ``k`` (offsets and slopes in float64, the samples in ``dtype``). Coordinates are normalised for
+    ``k`` (offsets and slopes in float64, the samples in ``dtype`` on ``device``). Coordinates are normalised for
     ``align_corners=False`` (index ``i`` of an axis of size ``S`` is ``(2i + 1)/S - 1``, valid for
     ``S == 1`` too) and laid out for :func:`_layout`: 2D ``(1, R, P, 2)`` as ``(plane, other)``
     coordinates of the image with ``axis`` last; 3D ``(P, R, 1, 2)`` as ``(W, H)`` coordinates
@@ -198,13 +204,13 @@ def _sample_grid(p, u, axis, shape, voxel_size, dtype):
     """
     d = len(shape)
     n_planes = shape[axis]
-    plane = torch.arange(n_planes, dtype=dtype)
+    plane = torch.arange(n_planes, dtype=dtype, device=device)
     slope = u / u[:, axis:axis + 1]  # change of each index per plane
     base = p - p[:, axis:axis + 1] * slope  # each index at plane 0
 
     def affine(b, out):  # normalised coordinate on axis b at every plane, written into out
-        c0 = ((2 * base[:, b] + 1) / shape[b] - 1).to(dtype)
-        c1 = (2 * slope[:, b] / shape[b]).to(dtype)
+        c0 = ((2 * base[:, b] + 1) / shape[b] - 1).to(device, dtype)
+        c1 = (2 * slope[:, b] / shape[b]).to(device, dtype)
         if out.shape[0] == p.shape[0]:  # (R, P)
             torch.addcmul(c0[:, None], c1[:, None], plane[None, :], out=out)
         else:  # (P, R)
@@ -212,13 +218,13 @@ def _sample_grid(p, u, axis, shape, voxel_size, dtype):
 
     if d == 2:
         (b,) = _others(2, axis)
-        grid = torch.empty(p.shape[0], n_planes, 2, dtype=dtype)
-        grid[..., 0] = ((2 * torch.arange(n_planes, dtype=torch.float64) + 1) / n_planes - 1).to(dtype)
+        grid = torch.empty(p.shape[0], n_planes, 2, dtype=dtype, device=device)
+        grid[..., 0] = ((2 * torch.arange(n_planes, dtype=torch.float64) + 1) / n_planes - 1).to(device, dtype)
         affine(b, grid[..., 1])
         grid = grid[None]
     else:
         h, w = _others(3, axis)
-        grid = torch.empty(n_planes, p.shape[0], 2, dtype=dtype)
+        grid = torch.empty(n_planes, p.shape[0], 2, dtype=dtype, device=device)
         affine(w, grid[..., 0])
         affine(h, grid[..., 1])
         grid = grid[:, :, None, :]
