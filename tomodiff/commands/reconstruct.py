@@ -50,9 +50,9 @@ def add_parser(sub):
     p.add_argument("--lam", type=NON_NEGATIVE,
                    help="TV weight for --method tv, for the volume after the scale step (values near [0, 1])")
     p.add_argument("--scale", type=_scale, default="auto",
-                   help="scale step into the prior's [0, 1] range: auto (99.9%% quantile of a quick FBP maps to 1), "
-                        "none (data already in [0, 1] units) or the attenuation (in the volume's units) that maps to 1 "
-                        "(default: %(default)s)")
+                   help="scale step into the prior's [0, 1] range: auto (a simulated scan's recorded mu_max maps to 1; "
+                        "a raw scan's 99.9%% quantile of a quick FBP does), none (data already in [0, 1] units) or the "
+                        "attenuation (in the volume's units) that maps to 1 (default: %(default)s)")
     p.add_argument("--slab", type=int_at_least(1), default=None,
                    help=f"axial slices per diffusion slab (default: {DEFAULT_SLAB})")
     p.add_argument("--checkpoint", type=Path, help="resume file for long diffusion runs (removed once OUT is written)")
@@ -104,7 +104,9 @@ def check_args(args) -> None:
 
 
 def load_problem(args):
-    """``(y (1,1,A,V,U) tensor, geometry, reference or None, sigma_y or None)`` from FILE."""
+    """``(y (1,1,A,V,U) tensor, geometry, reference or None, sigma_y or None)`` from FILE; a project
+    file's recorded attenuation maximum (``provenance["mu_max"]``, written by ``simulate``) goes to
+    ``args.mu_max`` for the scale step."""
     import numpy as np
     import torch
 
@@ -126,6 +128,7 @@ def load_problem(args):
         geometry = Geometry.from_dict(require(data, "geometry", args.file))
         y = torch.from_numpy(np.asarray(sino, np.float32))[None, None]
         sigma_y = data.provenance.get("sigma_y")
+        args.mu_max = data.provenance.get("mu_max")
         ref = data.reference
         if thin > 1:
             from ..ct import thin_sinogram
@@ -214,7 +217,13 @@ def run(args) -> int:
     if args.lam is not None:
         kw["lam"] = args.lam
     scale = None if args.scale == "none" else args.scale
+    mu_max = getattr(args, "mu_max", None)
+    known = scale == "auto" and isinstance(mu_max, (int, float)) and mu_max > 0
+    if known:  # the simulated object's range is known: better than an estimate from a quick FBP
+        scale = float(mu_max)
     r = reconstruct(A, y, method=args.method, scale=scale, progress=not args.json, **kw)
+    if known:
+        r.provenance["scale"]["rule"] = "auto: the file's recorded mu_max (the simulated volume's maximum)"
     mean = r.mean[0, 0].cpu().numpy()
     quality = {"psnr": None, "ssim": None, "data_range": None}
     if ref is not None and np.shape(ref) == mean.shape:

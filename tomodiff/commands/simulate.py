@@ -39,7 +39,9 @@ def run(args) -> int:
                                          seed=args.seed, voxel_size=args.voxel_size)
     provenance = {"command": "simulate", "volume": desc.get("source"), "views": args.views,
                   "geometry_kind": args.geometry, "noise_relative": args.noise, "sigma_y": sigma_y,
-                  "seed": args.seed}
+                  "seed": args.seed,
+                  # the object's attenuation range (per world unit): `reconstruct --scale auto` maps mu_max to 1
+                  "mu_min": float(volume.min()), "mu_max": float(volume.max())}
     write_project(args.out, ProjectData(sinogram=y[0, 0].numpy(), geometry=geometry, reference=volume.numpy(),
                                         provenance=provenance))
     summary = {"out": str(args.out), "volume_shape": list(volume.shape), "sinogram_shape": list(y.shape[2:]),
