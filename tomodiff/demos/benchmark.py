@@ -58,7 +58,10 @@ def _score(group, name, n_views, method, A, y, sigma_y, ref, *, scale=1.0, data_
         kw = dict(prior=prior, n_samples=samples)
     if method == "tv" and tv_lam and n_views in tv_lam:
         kw["lam"] = tv_lam[n_views]
-    r = reconstruct(A, y / scale, method=method, sigma_y=sigma_y / scale, seed=seed, progress=progress, **kw)
+    # the benchmark set is stored in the priors' [0, 1] units, and real scans come here already divided by
+    # their own ``scale``: no further scale step (scale=None), so rows compare methods, not estimators
+    r = reconstruct(A, y / scale, method=method, sigma_y=sigma_y / scale, seed=seed, progress=progress,
+                    scale=None, **kw)
     mean = scale * r.mean[0, 0].cpu().numpy()
     if data_range is None:
         data_range = float(ref.max() - ref.min())
