@@ -113,7 +113,7 @@ def check_output_file(out: Path, inputs=(), *, option: str = "--out") -> Path:
             raise ValueError(f"{option} {out} is also an input ({inp}); tomodiff never overwrites its input, "
                              "choose another output path")
     if out.is_dir():
-        raise ValueError(f"{option} {out} is a directory; give a file name (e.g. {out / 'recon.h5'})")
+        raise ValueError(f"{option} {out} is a directory; give the path of a file (inside it, for example)")
     if out.exists() and not os.access(out, os.W_OK):
         raise ValueError(f"{option} {out} exists and is read-only")
     _check_dir_writable(out.parent, option, out)

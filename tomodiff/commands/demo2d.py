@@ -81,6 +81,9 @@ def _run(args) -> int:
     from ..demos.image_tasks import demo_image, make_tasks
     from ..demos.methods import DIFFUSION_METHODS, DPS_ZETA, load_prior
 
+    from ._common import check_output_file
+
+    check_output_file(args.out)  # before any work: not a directory, writable
     if args.size < 8 or args.size % 4:
         raise ValueError(f"--size must be a multiple of 4 and at least 8, got {args.size}")
     if args.steps < 1:
