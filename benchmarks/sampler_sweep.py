@@ -39,14 +39,26 @@ CONFIGS = [
     ("DDS paper, warm FBP σ1", "dds", {"prox": False, "x_init": "fbp", "sigma_start": 1.0}),
     ("DDS prox, warm TV σ1", "dds", {"prox": True, "x_init": "tv", "sigma_start": 1.0}),
     ("DiffPIR λ1, warm TV σ1", "diffpir", {"lam": 1.0, "x_init": "tv", "sigma_start": 1.0}),
-    # second round, around the first round's best (warm starts from TV)
-    ("DDS paper, warm TV σ1, CG 10", "dds", {"prox": False, "x_init": "tv", "sigma_start": 1.0, "cg_iters": 10}),
-    ("DDS paper + TV-Z ADMM, warm TV σ1", "dds", {"prox": False, "tv_z": (10.0, 0.04), "x_init": "tv",
-                                                 "sigma_start": 1.0}),
-    ("ΠGDM, warm TV σ1", "pigdm", {"x_init": "tv", "sigma_start": 1.0}),
-    ("DDS paper, warm SIRT σ1", "dds", {"prox": False, "x_init": "sirt", "sigma_start": 1.0}),
-    ("DDS paper, warm TV σ1, η 0.5", "dds", {"prox": False, "x_init": "tv", "sigma_start": 1.0, "eta": 0.5}),
-    ("DDS paper, warm TV σ1, CG 2", "dds", {"prox": False, "x_init": "tv", "sigma_start": 1.0, "cg_iters": 2}),
+    # second round, around the first round's best (warm starts from TV at small σ_start)
+    ("DDS paper, warm TV σ0.1", "dds", {"prox": False, "x_init": "tv", "sigma_start": 0.1}),
+    ("DDS paper, warm TV σ0.25", "dds", {"prox": False, "x_init": "tv", "sigma_start": 0.25}),
+    ("DDS paper, warm TV σ0.5, CG 10", "dds", {"prox": False, "x_init": "tv", "sigma_start": 0.5, "cg_iters": 10}),
+    ("DDS paper, warm TV σ0.5, CG 2", "dds", {"prox": False, "x_init": "tv", "sigma_start": 0.5, "cg_iters": 2}),
+    ("DDS paper + TV-Z ADMM, warm TV σ0.5", "dds", {"prox": False, "tv_z": (10.0, 0.04), "x_init": "tv",
+                                                   "sigma_start": 0.5}),
+    ("DDS paper, warm TV σ0.5, η 0.5", "dds", {"prox": False, "x_init": "tv", "sigma_start": 0.5, "eta": 0.5}),
+    ("DDS prox, warm TV σ0.5", "dds", {"prox": True, "x_init": "tv", "sigma_start": 0.5}),
+    ("ΠGDM, warm TV σ0.5", "pigdm", {"x_init": "tv", "sigma_start": 0.5}),
+    # third round: smaller σ_start
+    ("DDS paper, warm TV σ0.05", "dds", {"prox": False, "x_init": "tv", "sigma_start": 0.05}),
+    ("DDS paper, warm TV σ0.15", "dds", {"prox": False, "x_init": "tv", "sigma_start": 0.15}),
+    ("DDS paper + TV-Z ADMM, warm TV σ0.1", "dds", {"prox": False, "tv_z": (10.0, 0.04), "x_init": "tv",
+                                                   "sigma_start": 0.1}),
+    ("DDS paper, warm TV σ0.1, CG 2", "dds", {"prox": False, "x_init": "tv", "sigma_start": 0.1, "cg_iters": 2}),
+    # fourth round: fewer CG iterations per step
+    ("DDS paper, warm TV σ0.1, CG 1", "dds", {"prox": False, "x_init": "tv", "sigma_start": 0.1, "cg_iters": 1}),
+    ("DDS paper + TV-Z ADMM, warm TV σ0.1, CG 2", "dds", {"prox": False, "tv_z": (10.0, 0.04), "x_init": "tv",
+                                                         "sigma_start": 0.1, "cg_iters": 2}),
 ]
 TRAIN_VOLUMES = ["shepp_logan:11:64", "texture:12:64", "ellipsoids:13:64", "foam:14:64"]
 
