@@ -18,9 +18,11 @@ def add_parser(sub):
                    help="benchmark-set name or FAMILY:SEED[:SIZE] (default: %(default)s)")
     p.add_argument("--views", type=int_at_least(1), default=16, help="projection angles (default: %(default)s)")
     p.add_argument("--noise", type=NON_NEGATIVE, default=0.01, help="noise std relative to max line integral (default: %(default)s)")
-    p.add_argument("--methods", default="fbp,sirt,tv,pigdm", help="comma-separated (default: %(default)s)")
+    p.add_argument("--methods", default="fbp,sirt,tv,auto",
+                   help="comma-separated; auto = the diffusion method chosen by the sampler sweep (default: %(default)s)")
     p.add_argument("--prior", default=None, help="prior for diffusion methods (default: slice-64)")
-    p.add_argument("--steps", type=int_at_least(1), default=None, help="diffusion steps (default: 50)")
+    p.add_argument("--steps", type=int_at_least(1), default=None,
+                   help="diffusion steps (default: 50; auto: the sweep's, 20)")
     p.add_argument("--samples", type=int_at_least(1), default=None,
                    help="posterior samples; the std needs >= 2 (default: 4)")
     p.add_argument("--slices", type=int_at_least(0), default=32,
@@ -39,7 +41,7 @@ def run(args) -> int:
     bad = [m for m in methods if m not in METHODS]
     if bad or not methods:
         raise ValueError(f"--methods: unknown {bad or 'none given'}; choose from {', '.join(METHODS)}")
-    diffusion = any(m in DIFFUSION for m in methods)
+    diffusion = any(m in DIFFUSION or m == "auto" for m in methods)
     if not diffusion:
         refuse_inapplicable(args, ("prior", "steps", "samples"), "without a diffusion method in --methods")
     phantom_file = args.phantom.split(":")[0]
@@ -53,7 +55,7 @@ def run(args) -> int:
                              f"available: {', '.join(available()) or 'none'}")
     samples = args.samples or 4
     results, setup, ref = run_demo(phantom=args.phantom, views=args.views, noise=args.noise, methods=methods,
-                                   prior_name=args.prior or "slice-64", steps=args.steps or 50, samples=samples,
+                                   prior_name=args.prior or "slice-64", steps=args.steps, samples=samples,
                                    seed=args.seed,
                                    slices=args.slices or None, out_dir=args.out_dir,
                                    device=device(args.device, args.threads),

@@ -26,12 +26,13 @@ class MethodResult:
 
 
 def run_demo(*, phantom: str = "shepp_logan_64_a", views: int = 16, noise: float = 0.01,
-             methods=("fbp", "sirt", "tv", "pigdm"), prior_name: str = "slice-64", steps: int = 50,
+             methods=("fbp", "sirt", "tv", "auto"), prior_name: str = "slice-64", steps: int | None = None,
              samples: int = 2, seed: int = 0, slices: int | None = None, out_dir: Path = Path("out/demo"),
              device="cpu", progress: bool = True) -> tuple[list[MethodResult], dict, np.ndarray]:
     """Simulate, reconstruct with each method, write one project file per method.
 
-    ``slices``: keep only that many central axial slices of the phantom (faster). Returns the
+    ``slices``: keep only that many central axial slices of the phantom (faster). ``steps``:
+    diffusion steps (default: 50, or the sampler sweep's for ``auto``, the default diffusion method). Returns the
     results, the set-up and the ground-truth volume."""
     from ..ct import Projector
     from ..ct.simulate import simulate_scan
@@ -39,6 +40,8 @@ def run_demo(*, phantom: str = "shepp_logan_64_a", views: int = 16, noise: float
     from ..io.volumes import load_volume
     from ..recon import psnr, reconstruct, ssim
     from ..recon.reconstruct import DIFFUSION
+
+    DIFFUSION = (*DIFFUSION, "auto")  # noqa: N806 (auto: the sweep's winner, recon/auto.py)
 
     volume, desc = load_volume(phantom)
     if slices is not None and 0 < slices < volume.shape[0]:
@@ -58,7 +61,10 @@ def run_demo(*, phantom: str = "shepp_logan_64_a", views: int = 16, noise: float
     out_dir = Path(out_dir)
     results = []
     for method in methods:
-        kw = dict(prior=prior, steps=steps, n_samples=samples, keep_samples=True) if method in DIFFUSION else {}
+        kw = {}
+        if method in DIFFUSION:
+            kw = dict(prior=prior, steps=steps if steps is not None or method == "auto" else 50, n_samples=samples,
+                      keep_samples=True)
         # the phantom's attenuation range is known (the benchmark set is in [0, 1] units): a given
         # scale, not the estimate from a quick FBP, which misjudges thin bright features by up to 2x
         r = reconstruct(A, y, method=method, sigma_y=sigma_y, seed=seed, progress=progress, scale=mu_max, **kw)
