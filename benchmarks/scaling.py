@@ -77,7 +77,7 @@ def streamed(nproc: int, args: list[str]) -> dict:
     if run.returncode != 0:
         raise RuntimeError(run.stderr[-2000:])
     s = json.loads(run.stdout[run.stdout.index("{"):])
-    return {"wall_s": time.perf_counter() - t0, "seconds": s["seconds"],
+    return {"wall_s": time.perf_counter() - t0, "seconds": s["seconds"], "cpu_s": [r.get("cpu_s") for r in s["ranks"]],
             "peak_rss_mb": [r["peak_rss_mb"] for r in s["ranks"]], "load": [load0, os.getloadavg()[0]],
             "psnr": s.get("psnr"), "slabs": s["slabs"]}
 
@@ -93,10 +93,11 @@ def measure(results: dict, key: str, fn, *a):
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--work", type=Path, required=True, help="folder for inputs, outputs and results.json")
-    ap.add_argument("--parts", default="speed,memory,diffusion")
+    ap.add_argument("--parts", default="speed,memory,depth,diffusion")
     ap.add_argument("--sizes", default="128,256,512", help="FBP/SIRT volume edges")
     ap.add_argument("--diffusion-sizes", default="64,128,256", help="ΠGDM volume edges (2 steps)")
     ap.add_argument("--in-memory-max", type=int, default=512, help="largest edge also run on the in-memory path")
+    ap.add_argument("--depths", default="128,512,2048", help="depths Z of 128² slices for the depth part (FBP)")
     ap.add_argument("--speed-steps", type=int, default=10)
     ap.add_argument("--repeats", type=int, default=3, help="1-rank/2-rank pairs of the speed part")
     ap.add_argument("--sirt-iters", type=int, default=3, help="SIRT iterations (memory does not depend on them)")
@@ -131,6 +132,27 @@ def main(argv=None) -> int:
                     for n in (1, 2):
                         measure(results, f"memory/{method}/{size}/stream{n}", streamed, n, job + out)
                         save()
+        if "depth" in parts:  # fixed 128² slices, growing Z: the streaming path's memory must stay flat
+            base = simulate(a.work, 128, 64)
+            for z in map(int, a.depths.split(",")):
+                src = a.work / f"depth_{z}.h5"
+                if not src.exists():
+                    import h5py
+                    import numpy as np
+                    with h5py.File(base) as f:
+                        ref = f["reference"][()]
+                    vol = a.work / f"depth_{z}.npy"
+                    np.save(vol, np.concatenate([ref] * (z // ref.shape[0]))[:z])
+                    subprocess.run([sys.executable, "-m", "tomodiff", "simulate", "--volume", str(vol), "--views", "64",
+                                    "--out", str(src), "--threads", "1"], check=True, env=env(),
+                                   stdout=subprocess.DEVNULL)
+                    vol.unlink()
+                job = [str(src), "--method", "fbp", "--out", str(a.work / f"depth{z}.h5")]
+                if z <= a.in_memory_max * 4:
+                    measure(results, f"depth/fbp/{z}/in-memory", in_memory, a.work, job)
+                    save()
+                measure(results, f"depth/fbp/{z}/stream1", streamed, 1, job)
+                save()
         if "diffusion" in parts:
             for size in map(int, a.diffusion_sizes.split(",")):
                 src = simulate(a.work, size, 16)
@@ -170,8 +192,16 @@ def write_md(a, results: dict) -> None:
                          f"{two['wall_s']:.1f} | {one['load'][0]:.1f}–{two['load'][1]:.1f} | {ups[-1]:.2f}× | "
                          f"{cmd[-1]:.2f}× |")
         med = sorted(ups)[len(ups) // 2]
-        lines += ["", f"Median speed-up of the reconstruction: **{med:.2f}×** (target ≥ 1.7×); of the whole command "
-                      f"{sorted(cmd)[len(cmd) // 2]:.2f}×.", ""]
+        lines += ["", f"Median speed-up of the reconstruction: **{med:.2f}×** (target ≥ 1.7×); of the whole "
+                      f"command "
+                      f"{sorted(cmd)[len(cmd) // 2]:.2f}×."]
+        cpu = [(one["cpu_s"][0], max(two["cpu_s"])) for one, two in pairs
+               if None not in one.get("cpu_s", [None]) + two.get("cpu_s", [None])]
+        if cpu:
+            lines += [f"CPU seconds of the reconstruction (1 rank → busiest of 2 ranks): "
+                      + ", ".join(f"{c1:.1f} → {c2:.1f} ({c1 / c2:.2f}×)" for c1, c2 in cpu)
+                      + ": the speed-up the split allows when each rank has a core to itself."]
+        lines.append("")
     rows = sorted({k.split("/")[1] + "/" + k.split("/")[2] for k in results if k.startswith("memory/")},
                   key=lambda s: (s.split("/")[0], int(s.split("/")[1])))
     if rows:
@@ -191,6 +221,18 @@ def write_md(a, results: dict) -> None:
             load = max((r["load"][1] for r in (mem, s1, s2) if r), default=0)
             lines.append(f"| {method} | {size}³ | {cell(mem)} | {cell(s1)} | {cell(s2)} | {ratio} | {secs} | "
                          f"≤ {load:.1f} |")
+        lines.append("")
+    depth = sorted({int(k.split("/")[2]) for k in results if k.startswith("depth/")})
+    if depth:
+        lines += ["## Peak RSS against depth at fixed 128² slices (FBP, 64 views, slabs of 32; MiB)", "",
+                  "| volume | in-memory path | streaming, 1 rank | seconds (in-memory / streaming) |",
+                  "|---|---|---|---|"]
+        for z in depth:
+            mem, s1 = results.get(f"depth/fbp/{z}/in-memory"), results.get(f"depth/fbp/{z}/stream1")
+            lines.append(f"| {z}×128² | {mem['peak_rss_mb'][0]:.0f} |" if mem else f"| {z}×128² | — |")
+            lines[-1] += (f" {s1['peak_rss_mb'][0]:.0f} |" if s1 else " — |")
+            lines[-1] += f" {mem['seconds']:.1f} / " if mem else " — / "
+            lines[-1] += f"{s1['seconds']:.1f} |" if s1 else "— |"
         lines.append("")
     a.md.parent.mkdir(parents=True, exist_ok=True)
     a.md.write_text("\n".join(lines) + "\n")

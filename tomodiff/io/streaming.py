@@ -346,7 +346,7 @@ def write_volume(out, *, source: SinogramSource, plan, store: SlabStore, keep_sa
     ``/reference`` when the source has one, ``/reconstruction/mean`` ``(Z, Y, X)``, ``std`` (more
     than one sample) and ``samples`` ``(S, Z, Y, X)`` (``keep_samples``), all chunked and
     compressed, and ``/provenance`` from ``provenance_fn()`` (called last, so it can report what
-    ``on_chunk(z0, z1, mean_chunk)`` accumulated over the final slices). Stored slabs are in the
+    ``on_chunk(z0, z1, mean_chunk, nfe_of_the_slab)`` accumulated over the slabs). Stored slabs are in the
     scaled units of the scale step; ``scale`` multiplies mean, std and samples back after joining.
     """
     import torch
@@ -379,7 +379,8 @@ def write_volume(out, *, source: SinogramSource, plan, store: SlabStore, keep_sa
             carry = None  # (accumulated values, weights) of the slices shared with the next slab
             datasets = None
             for k, (start, stop) in enumerate(plan):
-                part = store.get(k)["samples"]  # (n, Z_k, Y, X)
+                saved = store.get(k)
+                part = saved["samples"]  # (n, Z_k, Y, X)
                 n = part.shape[0]
                 if datasets is None:
                     datasets = {"mean": g.create_dataset("mean", shape=(Z, Y, X), dtype="f4",
@@ -411,8 +412,8 @@ def write_volume(out, *, source: SinogramSource, plan, store: SlabStore, keep_sa
                 if "samples" in datasets:
                     datasets["samples"][:, z0:z1] = (joined * scale).numpy()
                 if on_chunk is not None:
-                    on_chunk(z0, z1, mean)
-                del part, acc, joined
+                    on_chunk(z0, z1, mean, saved["nfe"])
+                del saved, part, acc, joined
             p = f.create_group("provenance")
             provenance = _jsonable(provenance_fn())
             p.attrs["json"] = json.dumps(provenance)

@@ -128,12 +128,12 @@ def reconstruct_file(path, out, *, method: str, prior=None, steps: int = 50, n_s
                                            "the end of the run", group)
         if ctx.rank != 0:
             return None
-        nfe = sum(store.get(k)["nfe"] for k in range(len(plan)))
         stats = _Stats(src, geometry, dev)
-        provenance = lambda: {**params, "options": {k: repr(v) for k, v in used.items() if k != "callback"},  # noqa: E731
+        provenance = lambda: {**params,  # noqa: E731
+                              "options": {k: repr(v) for k, v in used.items() if k != "callback"},
                               "prior": _prior_info(prior) if method in DIFFUSION else {},
                               "geometry": geometry.to_dict(), "versions": _versions(), "input": str(path),
-                              "world_size": ctx.world, "ranks": ranks, "nfe": nfe, "residual": stats.residual,
+                              "world_size": ctx.world, "ranks": ranks, "nfe": stats.nfe, "residual": stats.residual,
                               "psnr": stats.psnr, "metrics": {"data_range": stats.data_range,
                                                               "data_range_rule": "reference max - min"},
                               "seconds": time.perf_counter() - t0,
@@ -141,9 +141,9 @@ def reconstruct_file(path, out, *, method: str, prior=None, steps: int = 50, n_s
         write_volume(out, source=src, plan=plan, store=store, keep_samples=keep_samples and method in DIFFUSION,
                      provenance_fn=provenance, on_chunk=stats.add, scale=s)
         store.remove()
-        return {"method": method, "seconds": time.perf_counter() - t0, "nfe": nfe, "residual": stats.residual,
-                "psnr": stats.psnr, "ssim": None, "data_range": stats.data_range, "scale": s, "slabs": len(plan), "world_size": ctx.world,
-                "ranks": ranks, "out": str(out)}
+        return {"method": method, "seconds": time.perf_counter() - t0, "nfe": stats.nfe, "residual": stats.residual,
+                "psnr": stats.psnr, "ssim": None, "data_range": stats.data_range, "scale": s, "slabs": len(plan),
+                "world_size": ctx.world, "ranks": ranks, "out": str(out)}
 
 
 def _run_slabs(ctx, src, geometry, plan, phases, owners, store, group, hint, dev, s, *, method, prior, steps, n_samples,
@@ -189,12 +189,13 @@ class _Stats:
     def __init__(self, src, geometry, dev):
         self.src, self.geometry, self.dev = src, geometry, dev
         self.r2 = self.y2 = self.se = 0.0
-        self.count = 0
+        self.count = self.nfe = 0
         self.lo, self.hi = float("inf"), float("-inf")
 
-    def add(self, z0, z1, mean):
+    def add(self, z0, z1, mean, nfe):
         from ..ct import Projector
 
+        self.nfe += nfe
         A = Projector(slab_geometry(self.geometry, z0, z1), device=self.dev)
         y = torch.from_numpy(self.src.read(z0, z1)).to(self.dev, torch.float64)
         r = A(mean[None, None].to(self.dev))[0, 0].double() - y
