@@ -175,3 +175,18 @@ def test_a_full_disk_leaves_the_earlier_output_and_the_slabs(tmp_path):
     summary = reconstruct_file(tmp_path / "in.h5", out, method="fbp", slab=2, progress=False)  # space again
     assert summary["slabs"] == 8 and read_project(out).reconstruction["mean"].shape == (16, 64, 64)
     assert not default_store(out).exists()
+
+
+def test_an_output_open_in_a_reader_is_replaced_whole(tmp_path):
+    """A viewer holding the old OUT open (HDF5 locks it) keeps reading the old file; the new one
+    replaces it atomically (a rename), never a half-written mix."""
+    from tomodiff.recon.streamed import reconstruct_file
+
+    geom = parallel_beam((6, 16, 16), np.linspace(0, np.pi, 8, endpoint=False))
+    write_project(tmp_path / "in.h5", ProjectData(sinogram=np.ones(geom.sino_shape, np.float32), geometry=geom))
+    out = tmp_path / "out.h5"
+    write_project(out, ProjectData(reconstruction={"mean": np.full((6, 16, 16), 7.0, np.float32)}))
+    with h5py.File(out, "r") as viewer:
+        reconstruct_file(tmp_path / "in.h5", out, method="fbp", slab=4, progress=False)
+        assert (viewer["reconstruction/mean"][()] == 7.0).all()
+    assert not (read_project(out).reconstruction["mean"] == 7.0).all()
