@@ -71,3 +71,13 @@ def test_non_finite_sample_names_the_step_and_keeps_finished_slabs(problem, tmp_
                     checkpoint=ckpt, progress=False)
     saved = torch.load(ckpt, weights_only=True)
     assert 0 in saved["slabs"] and torch.isfinite(saved["slabs"][0]["samples"]).all()
+
+
+def test_warm_start_tensor_of_the_whole_volume_is_cut_per_slab_and_a_wrong_one_is_refused(problem):  # noqa: F811
+    A, x, y = problem
+    kw = dict(method="dds", prior=gaussian_denoiser(), steps=2, sigma_y=0.05, slab=6, overlap=2, sigma_start=0.1,
+              progress=False)
+    r = reconstruct(A, y, x_init=x, **kw)
+    assert r.mean.shape == x.shape
+    with pytest.raises(ValueError, match=r"warm start x_init has shape .*expected"):
+        reconstruct(A, y, x_init=x[:, :, :5], **kw)

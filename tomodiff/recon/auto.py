@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["AUTO", "WARM_STARTS", "resolve_auto", "warm_start"]
+__all__ = ["AUTO", "WARM_STARTS", "resolve_auto", "warm_start", "slab_options"]
 
 # The sweep's winner (see the module doc): method, steps and options for reconstruct(). Swept with
 # slice-64 at 8 views on shepp_logan:11, texture:12, ellipsoids:13, foam:14 (central 8 slices, 1% noise):
@@ -47,3 +47,13 @@ def warm_start(A, y: torch.Tensor, kind: str) -> torch.Tensor:
         return sirt(A, y, progress=False, **CLASSICAL_DEFAULTS["sirt"])
     n_views = A.geometry.n_angles if hasattr(A, "geometry") else 16
     return tv(A, y, progress=False, lam=TV_LAM_PER_VIEW * n_views, **CLASSICAL_DEFAULTS["tv"])
+
+
+def slab_options(opts: dict, start: int, stop: int, n_slices: int) -> dict:
+    """``opts`` for the slab of slices ``start:stop``: a warm start tensor ``x_init`` of the whole
+    volume ``(B, C, n_slices, Y, X)`` is cut to the slab; anything else passes unchanged (a tensor
+    of another shape then fails in the sampler with a clear shape error)."""
+    x = opts.get("x_init")
+    if isinstance(x, torch.Tensor) and x.dim() == 5 and x.shape[2] == n_slices:
+        return {**opts, "x_init": x[:, :, start:stop]}
+    return opts

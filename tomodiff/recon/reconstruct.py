@@ -286,6 +286,7 @@ def _diffusion_slab(denoiser, A_k, y_k, k, *, method, steps, n_samples, sigma_y,
 def _diffusion(A, y, method, prior, steps, n_samples, sigma_y, seed, slab, overlap, z_coupling, checkpoint,
                progress, params, options, callback=None, *, remove_checkpoint=True):
     from . import distributed
+    from .auto import slab_options
     from .slabs import two_pass
 
     denoiser = _denoiser_of(prior)
@@ -325,7 +326,8 @@ def _diffusion(A, y, method, prior, steps, n_samples, sigma_y, seed, slab, overl
             cb = None if callback is None else \
                 (lambda info, n_done=n_done: callback(n_done * steps + info["i"] + 1, len(plan) * steps))
             res = _diffusion_slab(denoiser, A_k, y_k, k, method=method, steps=steps, n_samples=n_samples,
-                                  sigma_y=sigma_y, seed=seed, z_coupling=z_coupling, opts=opts, left=left,
+                                  sigma_y=sigma_y, seed=seed, z_coupling=z_coupling,
+                                  opts=slab_options(opts, start, stop, n_slices) if split else opts, left=left,
                                   right=right, progress=progress, callback=cb)
             if callback is not None:
                 callback((n_done + 1) * steps, len(plan) * steps)  # sdedit runs only part of the steps
