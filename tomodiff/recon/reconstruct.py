@@ -4,9 +4,14 @@ Diffusion methods use a prior's denoiser (a 2D slice prior is applied to every a
 ``n_samples`` posterior samples and report their mean and per-voxel standard deviation. Volumes
 are processed in slabs of axial slices (parallel beam: memory grows with the slab, not the
 volume), coupled so that neighbouring slices agree: TV along Z on every denoised estimate
-(:func:`~tomodiff.samplers.z_smoothing`) and overlapping slabs whose shared slices continue the
-previous slab (:func:`~tomodiff.samplers.known_slices`), cross-faded when joined. Finished slabs go
-to a checkpoint file, so an interrupted run resumes where it stopped with the same result.
+(:func:`~tomodiff.samplers.z_smoothing`) and overlapping slabs whose shared slices continue their
+neighbours (:func:`~tomodiff.samplers.known_slices`), cross-faded when joined: even slabs run
+first, then odd slabs continue both finished neighbours (:func:`~tomodiff.recon.slabs.two_pass`).
+Finished slabs go to a checkpoint file, so an interrupted run resumes where it stopped with the
+same result. Under ``torchrun`` (``WORLD_SIZE > 1``) the slabs of each pass are shared among the
+ranks (:mod:`tomodiff.recon.distributed`) and every rank returns the whole result, equal to a
+single-process run; :func:`tomodiff.recon.streamed.reconstruct_file` does the same file to file
+with memory bounded by the slab.
 """
 
 from __future__ import annotations
