@@ -183,3 +183,11 @@ def test_cuda_half_precisions(precision):
     xg = x.clone().requires_grad_(True)
     (g,) = torch.autograd.grad(fast.denoiser(xg, 0.2), xg, grad_outputs=torch.ones_like(x))
     assert torch.isfinite(g).all()
+
+
+def test_trainable_weights_keep_their_gradient():
+    """A prior whose weights require grad (fine-tuning) is never switched to the no-grad path."""
+    den = _den().requires_grad_(True)
+    p = SlicePrior(den, size=16, precision="fp32", channels_last=True)
+    p.denoiser(torch.rand(2, 1, 16, 16), 0.2).sum().backward()
+    assert den.net.stem.weight.grad is not None

@@ -27,18 +27,16 @@ class Prior:
         backpropagate keep the standard layout (group norm's backward is slow in channels-last).
         ``None`` (default): on unless ``precision == "fp32"``.
     inference_mode: calls that need no gradient run under ``torch.inference_mode()`` (the output
-        is an ordinary tensor). ``None`` (default): as ``channels_last``.
+        is an ordinary tensor). Off by default: measured no faster than ``torch.no_grad()`` here
+        (``benchmarks/results/sampler_speed.md``).
     """
 
     def __init__(self, net: EDMDenoiser, size: int, info: dict | None = None, max_batch: int = 64, *,
-                 precision: str = "fp32", channels_last: bool | None = None, inference_mode: bool | None = None):
+                 precision: str = "fp32", channels_last: bool | None = None, inference_mode: bool = False):
         self.net, self.size, self.info, self.max_batch = net, int(size), dict(info or {}), int(max_batch)
-        self.channels_last, self.inference_mode = channels_last, inference_mode
+        self.channels_last, self.inference_mode = channels_last, bool(inference_mode)
         self.precision = precision
         self._fast_net, self._fast_key = None, None
-
-    def _option(self, value) -> bool:
-        return self._precision != "fp32" if value is None else bool(value)
 
     @property
     def precision(self) -> str:
@@ -53,7 +51,9 @@ class Prior:
     def resolved_precision(self, device=None) -> str:
         """The precision used on ``device`` (default: the network's): ``"fp32" | "bf16" | "fp16"``.
         Warns once (and gives fp32) where an explicit bf16/fp16 is not supported."""
-        device = torch.device(device) if device is not None else next(self.net.parameters()).device
+        if device is None:
+            device = next((p.device for p in self._params()), torch.device("cpu"))
+        device = torch.device(device)
         key = str(device)
         if key not in self._resolved:
             self._resolved[key] = _precision.resolve(self._precision, device)
@@ -87,27 +87,33 @@ class Prior:
         return torch.cat(outs) if len(outs) > 1 else outs[0]
 
     def _run(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """One network call in the chosen precision; without a gradient to compute, in
-        inference mode with the channels-last copy (2D)."""
+        """One network call in the chosen precision; without a gradient to compute (grad mode off,
+        or neither the input nor a weight requires one), the channels-last copy (2D) under
+        ``no_grad`` or ``inference_mode``."""
         with _precision.autocast(self.resolved_precision(x.device), x.device):
-            if torch.is_grad_enabled() and x.requires_grad:
+            if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self._params())):
                 return self.net(x, s)
             net = self._no_grad_net()
             if net is not self.net:
                 x = x.contiguous(memory_format=torch.channels_last)
-            if not self._option(self.inference_mode):
+            if not self.inference_mode:
                 with torch.no_grad():
                     return net(x, s).contiguous()
             with torch.inference_mode():
                 out = net(x, s)
         return out.clone(memory_format=torch.contiguous_format)  # an ordinary tensor again
 
+    def _params(self) -> list:
+        """The network's parameters (none for a plain callable)."""
+        return list(self.net.parameters()) if hasattr(self.net, "parameters") else []
+
     def _no_grad_net(self):
         """The network for calls without gradient: a channels-last copy of a 2D network (rebuilt
         when the weights change), else the network itself."""
-        if not self._option(self.channels_last) or getattr(self.net.net, "dims", 2) != 2:
+        on = self._precision != "fp32" if self.channels_last is None else bool(self.channels_last)
+        if not on or getattr(getattr(self.net, "net", None), "dims", None) != 2:
             return self.net
-        key = tuple((p.data_ptr(), p._version, p.device) for p in self.net.parameters())
+        key = tuple((p.data_ptr(), p._version, p.device) for p in self._params())
         if key != self._fast_key:
             fast = copy.deepcopy(self.net).requires_grad_(False)
             self._fast_net, self._fast_key = fast.to(memory_format=torch.channels_last), key
