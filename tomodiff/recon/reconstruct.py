@@ -32,6 +32,7 @@ from .scale import resolve_scale, warn_if_out_of_range
 from .slabs import blend, can_split, plan_slabs, slab_geometry
 
 CLASSICAL = ("fbp", "sirt", "cgls", "tv")
+LINEAR = ("fbp", "sirt", "cgls")  # results proportional to y: the scale step cannot change them
 DIFFUSION = ("pigdm", "dps", "dds", "diffpir", "sdedit")
 METHODS = CLASSICAL + DIFFUSION + ("auto",)  # auto: the sampler sweep's winner (recon/auto.py)
 # defaults of each classical method's options (passed through ``options``)
@@ -166,7 +167,7 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int | Non
     y_units = y
     with PeakMemory(device) as mem:
         # the scale step: every method solves y / s; results are multiplied back (recon/scale.py)
-        s, scale_record = resolve_scale(A, y, scale)
+        s, scale_record = resolve_scale(A, y, scale, linear=method in LINEAR)
         y = y / s
         if method in DIFFUSION and scale != "auto":
             warn_if_out_of_range(A, y)

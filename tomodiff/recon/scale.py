@@ -51,13 +51,18 @@ def robust_max(A, y: torch.Tensor, *, quantile: float = QUANTILE) -> float:
         return float(torch.quantile(flat, quantile))
 
 
-def resolve_scale(A, y: torch.Tensor, scale) -> tuple[float, dict]:
-    """``(s, record)``: the factor of the scale step and how it was chosen (for the provenance)."""
+def resolve_scale(A, y: torch.Tensor, scale, *, linear: bool = False) -> tuple[float, dict]:
+    """``(s, record)``: the factor of the scale step and how it was chosen (for the provenance).
+
+    ``linear``: the method's result is proportional to ``y`` (FBP, SIRT, CGLS), so ``"auto"``
+    skips the estimate (a quick FBP) and uses ``s = 1``; a given number is still checked."""
     if scale is None or scale == "none":
         return 1.0, {"rule": "none (data taken to be in the prior's units)", "value": 1.0}
     if isinstance(scale, str):
         if scale != "auto":
             raise ValueError(f"scale must be 'auto', None or a positive number, got {scale!r}")
+        if linear:
+            return 1.0, {"rule": "auto: not needed (the method is linear in y)", "value": 1.0}
         s = robust_max(A, y)
         if not (math.isfinite(s) and s > 0):
             raise ValueError("scale='auto': the quick FBP of y is zero or negative everywhere (is y empty or "
