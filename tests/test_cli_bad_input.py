@@ -83,7 +83,8 @@ CASES = [
     # ---------------------------------------------------------------- benchmark
     ("bench-unknown-method", "benchmark --methods nope --set foam:1:16 --out {d}/bench", "--methods: unknown"),
     ("bench-zero-views", "benchmark --methods fbp --views 0,4 --set foam:1:16 --out {d}/bench", "integers >= 1"),
-    ("bench-text-views", "benchmark --methods fbp --views a --set foam:1:16 --out {d}/bench", "comma-separated integers"),
+    ("bench-text-views", "benchmark --methods fbp --views a --set foam:1:16 --out {d}/bench",
+     "comma-separated integers"),
     ("bench-unknown-volume", "benchmark --methods fbp --set nope --out {d}/bench", "unknown volume 'nope'"),
     ("bench-steps-no-diffusion", "benchmark --methods fbp --steps 5 --set foam:1:16 --out {d}/bench",
      "--steps does not apply"),

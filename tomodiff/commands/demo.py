@@ -12,8 +12,8 @@ def add_parser(sub):
     p = sub.add_parser("demo", help="sparse-view CT demo: FBP, SIRT, TV and PiGDM on a held-out phantom",
                        description="Simulate a noisy 16-view parallel-beam scan of (the central 32 slices of) a held-out 64^3 phantom, "
                                    "reconstruct it with FBP, SIRT, TV and PiGDM (shipped slice prior, "
-                                   "4 posterior samples: their mean, and their std as uncertainty), print PSNR/SSIM/time/NFE, write HDF5 files "
-                                   "and a PNG of orthogonal slices.")
+                                   "4 posterior samples: their mean, and their std as uncertainty), print "
+                                   "PSNR/SSIM/time/NFE, write HDF5 files and a PNG of orthogonal slices.")
     p.add_argument("--phantom", default="shepp_logan_64_a",
                    help="benchmark-set name or FAMILY:SEED[:SIZE] (default: %(default)s)")
     p.add_argument("--views", type=int_at_least(1), default=16, help="projection angles (default: %(default)s)")

@@ -110,7 +110,8 @@ def save_figure(ref: np.ndarray, results: list[MethodResult], path: Path) -> Pat
     for r in results:
         if r.std is not None:
             n = r.n_samples or "?"
-            cols.append((f"{r.name} std\n({n} samples)", r.std, "magma", (0, float(np.percentile(r.std, 99.5)) or 1.0)))
+            cols.append((f"{r.name} std\n({n} samples)", r.std, "magma",
+                         (0, float(np.percentile(r.std, 99.5)) or 1.0)))
     Z, Y, X = ref.shape
     cuts = [("axial", lambda v: v[Z // 2]), ("coronal", lambda v: v[:, Y // 2]), ("sagittal", lambda v: v[:, :, X // 2])]
     fig, axes = plt.subplots(3, len(cols), figsize=(2.2 * len(cols), 6.9), squeeze=False)
