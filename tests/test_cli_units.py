@@ -97,3 +97,14 @@ def test_diffusion_output_says_how_many_samples_the_std_has(tmp_path, capsys):
     data = read_project(rec)
     assert data.provenance["std_samples"] == 4 and data.provenance["n_samples"] == 4
     assert data.reconstruction["std"].shape == (16, 16, 16)
+
+
+def test_a_simulated_scan_is_scaled_by_its_recorded_mu_max(tmp_path, capsys):
+    sim, rec = tmp_path / "sim.h5", tmp_path / "rec.h5"
+    np.save(tmp_path / "v.npy", np.load(_phantom(tmp_path, 0.02)))
+    assert main(["simulate", "--volume", str(tmp_path / "v.npy"), "--views", "6", "--out", str(sim)]) == 0
+    assert read_project(sim).provenance["mu_max"] == pytest.approx(0.02)
+    assert main(["reconstruct", str(sim), "--method", "tv", "--iters", "5", "--out", str(rec), "--json"]) == 0
+    capsys.readouterr()
+    scale = read_project(rec).provenance["scale"]
+    assert scale["value"] == pytest.approx(0.02) and "mu_max" in scale["rule"]

@@ -113,6 +113,7 @@ def load_problem(args):
     from ..ct import Geometry, parallel_beam
     from ..io import normalize, read_project, read_scan, require
     from ..io.kind import probe
+    from ..recon.scale import known_scale
 
     scan = tiff_scan(args)
     kind = "tiff" if scan is not None else probe(args.file)
@@ -128,7 +129,7 @@ def load_problem(args):
         geometry = Geometry.from_dict(require(data, "geometry", args.file))
         y = torch.from_numpy(np.asarray(sino, np.float32))[None, None]
         sigma_y = data.provenance.get("sigma_y")
-        args.mu_max = data.provenance.get("mu_max")
+        args.mu_max = known_scale(data.provenance)
         ref = data.reference
         if thin > 1:
             from ..ct import thin_sinogram
@@ -217,10 +218,9 @@ def run(args) -> int:
     if args.lam is not None:
         kw["lam"] = args.lam
     scale = None if args.scale == "none" else args.scale
-    mu_max = getattr(args, "mu_max", None)
-    known = scale == "auto" and isinstance(mu_max, (int, float)) and mu_max > 0
+    known = scale == "auto" and getattr(args, "mu_max", None) is not None
     if known:  # the simulated object's range is known: better than an estimate from a quick FBP
-        scale = float(mu_max)
+        scale = args.mu_max
     r = reconstruct(A, y, method=args.method, scale=scale, progress=not args.json, **kw)
     if known:
         r.provenance["scale"]["rule"] = "auto: the file's recorded mu_max (the simulated volume's maximum)"

@@ -77,6 +77,16 @@ def resolve_scale(A, y: torch.Tensor, scale, *, linear: bool = False) -> tuple[f
     return s, {"rule": "given (the attenuation that maps to 1)", "value": s}
 
 
+def known_scale(provenance: dict | None) -> float | None:
+    """The attenuation that maps to 1 when a file records it: ``provenance["mu_max"]`` (written by
+    ``tomodiff simulate``: the simulated object's maximum), else ``None`` (estimate it instead).
+    Readers of project files (the CLI, the napari widget) pass it as ``scale``."""
+    mu_max = (provenance or {}).get("mu_max")
+    if isinstance(mu_max, (int, float)) and not isinstance(mu_max, bool) and math.isfinite(mu_max) and mu_max > 0:
+        return float(mu_max)
+    return None
+
+
 def warn_if_out_of_range(A, y_scaled: torch.Tensor, what: str = "the prior") -> float | None:
     """Warn when the robust maximum of the scaled data is far from the prior's range (more than
     ``FAR``× off); returns that maximum (``None`` if it could not be estimated)."""
