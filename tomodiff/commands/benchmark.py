@@ -134,7 +134,8 @@ def run(args) -> int:
              "machine": f"{platform.machine()}, {__import__('os').cpu_count()} CPU cores, device {dev}",
              "volumes": len(volumes), "views": views, "real": args.real, "methods": methods, "noise": args.noise,
              "steps": args.steps, "samples": args.samples, "slices": args.slices or "all",
-             "prior": args.prior if prior is not None else None, "tv_lam": _lams(args.tv_lam) or "default"}
+             "prior": args.prior if prior is not None else None, "tv_lam": _lams(args.tv_lam) or "default",
+             "metrics": "PSNR/SSIM peak: each reference's own max - min"}
     bench.write_csv(rows, args.out / "results.csv")
     bench.plot_psnr(rows, args.out / "psnr_vs_views.png")
     bench.plot_gallery(gallery, args.out / "gallery.png",
