@@ -19,7 +19,7 @@ import pytest
 
 from tomodiff.io import ProjectData, read_project, write_project
 from tomodiff.io import project_file
-from tomodiff.io.atomic import atomic_path, current_umask, remove_stale_temporaries
+from tomodiff.io.atomic import _owner, atomic_path, current_umask, remove_stale_temporaries
 
 # a child that starts writing a project file over TARGET, then hangs inside the write
 CHILD = r"""
@@ -86,14 +86,17 @@ def test_sigkill_leaves_a_stale_temporary_that_the_next_write_removes(old_file):
 
 def test_a_live_writers_temporary_is_left_alone(tmp_path):
     target = tmp_path / "x.h5"
-    live = tmp_path / f".x.h5.{os.getpid()}.abc.h5.tmp"
+    host = _owner().rsplit("-", 1)[0]
+    live = tmp_path / f".x.h5.{_owner()}.abc.h5.tmp"
     live.write_bytes(b"in progress")
     dead_pid = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
                               text=True).stdout.strip()
-    dead = tmp_path / f".x.h5.{dead_pid}.def.h5.tmp"
+    dead = tmp_path / f".x.h5.{host}-{dead_pid}.def.h5.tmp"
     dead.write_bytes(b"left behind")
+    elsewhere = tmp_path / f".x.h5.otherhost-{dead_pid}.ghi.h5.tmp"  # another machine's write, shared disk
+    elsewhere.write_bytes(b"maybe in progress")
     assert remove_stale_temporaries(target, ".h5.tmp") == [dead]
-    assert live.exists() and not dead.exists()
+    assert live.exists() and not dead.exists() and elsewhere.exists()
 
 
 def test_disk_full_mid_write_keeps_the_old_file_and_leaves_nothing(old_file, monkeypatch):

@@ -1,11 +1,12 @@
 """Atomic file writes: a crash never leaves a half-written file in place of a good one.
 
-The data go to a hidden temporary file next to the target, ``.NAME.PID.RANDOM.tmp``, which is
+The data go to a hidden temporary file next to the target, ``.NAME.HOST-PID.RANDOM.tmp``, which is
 renamed over the target only when it is complete and on disk. On any exception — including
 ``SystemExit`` raised by :func:`install_sigterm_handler` on SIGTERM — the temporary file is removed
 and the target is left exactly as it was. A process killed outright (SIGKILL, power loss) cannot
-clean up; its temporary file names a process that no longer exists, and the next write to the
-same target removes it (:func:`remove_stale_temporaries`).
+clean up; its temporary file names a process that no longer exists on this host, and the next
+write to the same target removes it (:func:`remove_stale_temporaries`; files of other hosts on a
+shared file system are left alone).
 
 Finished files get the usual permissions of a new file, ``0o666 & ~umask`` (a bare ``mkstemp``
 would leave them readable by their owner only).
@@ -34,6 +35,14 @@ def current_umask() -> int:
     return mask
 
 
+def _owner() -> str:
+    """``HOST-PID`` of this process, as it appears in its temporary file names."""
+    import socket
+
+    host = "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "host"
+    return f"{host}-{os.getpid()}"
+
+
 def _pid_alive(pid: int) -> bool:
     if pid == os.getpid():
         return True
@@ -49,20 +58,21 @@ def _pid_alive(pid: int) -> bool:
 def remove_stale_temporaries(path, suffix: str = ".tmp") -> list[Path]:
     """Remove temporary files left next to ``path`` by writers that died (their PID is gone).
 
-    Only names of the form ``.NAME.PID.RANDOM<suffix>`` are considered; files of live
-    processes (a concurrent write) are left alone. Returns the removed paths.
+    Only names of the form ``.NAME.HOST-PID.RANDOM<suffix>`` with this host are considered;
+    files of live processes (a concurrent write) are left alone. Returns the removed paths.
     """
     path = Path(path)
     removed = []
     prefix = f".{path.name}."
+    host = _owner().rsplit("-", 1)[0]
     if not path.parent.is_dir():
         return removed
     for cand in path.parent.iterdir():
         name = cand.name
         if not (name.startswith(prefix) and name.endswith(suffix)):
             continue
-        pid_text = name[len(prefix):].split(".", 1)[0]
-        if not pid_text.isdigit() or _pid_alive(int(pid_text)):
+        owner_host, _, pid_text = name[len(prefix):].split(".", 1)[0].rpartition("-")
+        if owner_host != host or not pid_text.isdigit() or _pid_alive(int(pid_text)):
             continue
         with contextlib.suppress(FileNotFoundError):
             cand.unlink()
@@ -81,7 +91,7 @@ def atomic_path(path, suffix: str = ".tmp"):
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(path, suffix)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{_owner()}.", suffix=suffix, dir=path.parent)
     os.close(fd)
     tmp = Path(tmp)
     try:
