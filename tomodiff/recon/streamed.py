@@ -12,10 +12,14 @@ Under ``torchrun`` the slabs of each pass are shared among the ranks
 even neighbours from the store, so coupling across ranks needs no exchange during sampling, and
 the result is the same for any number of ranks (and equals ``reconstruct()`` on the whole array).
 
-Peak memory per process, with s slices per slab, A angles, U detector columns, Y×X slices, n
-samples and 4-byte floats: about ``4·(A·s·U + c·n·s·Y·X)`` bytes above the model and the projector
-(c ≈ 10 for the diffusion samplers' working copies, ≈ 5 for the classical methods), plus on rank
-0 the merge, ``4·(3·n·s·Y·X)``. It does not grow with the number of slices.
+Peak memory per process, with s slices per slab, A angles, U detector columns, Y×X slices and n
+samples: ``M0 + P(slab geometry) + 4·A·s·U + b·n·s·Y·X`` bytes, where M0 ≈ 0.3 GB is Python and
+torch, P the projector (the torch backend caches one sparse matrix per slab geometry: about 0.2 GB
+at 128²–256² and 2.5 GB at 512² with 64 angles, measured), and b the bytes per slab voxel of the
+method: tens of bytes for FBP/SIRT/TV, and 3.5–4.5 KB for ΠGDM with ``slice-64`` (the network's
+activations kept for the vector–Jacobian product; measured at 64² and 128²). Rank 0 adds
+``12·n·s·Y·X`` for the merge. Nothing grows with the number of slices Z
+(``benchmarks/results/scaling.md``).
 """
 
 from __future__ import annotations
