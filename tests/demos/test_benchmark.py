@@ -44,7 +44,7 @@ def test_real_scan_rows(shared_data, tmp_path, capsys, monkeypatch):
     assert (out / "gallery.png").stat().st_size > 100
 
 
-@pytest.mark.parametrize("spec, n", [("64", 8), ("128", 2), ("all", 11), ("foam:1:16,texture:2:16", 2)])
+@pytest.mark.parametrize("spec, n", [("64", 8), ("128", 2), ("real_ct", 4), ("all", 15), ("foam:1:16,texture:2:16", 2)])
 def test_set_shorthands(spec, n):
     from tomodiff.commands.benchmark import _volumes
     from tomodiff.io.volumes import benchmark_manifest
