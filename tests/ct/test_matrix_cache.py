@@ -2,8 +2,10 @@
 
 import threading
 import time
+import warnings
 
 import numpy as np
+import pytest
 import torch
 
 from tomodiff.ct import Projector, cone_beam
@@ -17,9 +19,10 @@ def _value(nbytes):
 
 def test_a_scan_keeps_its_first_blocks_instead_of_evicting_the_next_one():
     cache = MatrixCache(limit_bytes=300)
-    for _ in range(3):  # read blocks 0..6 in order, three times
-        for k in range(7):
-            cache.get(("g", k), lambda: _value(100), group="g")
+    with pytest.warns(RuntimeWarning, match="rebuilt on every call"):
+        for _ in range(3):  # read blocks 0..6 in order, three times
+            for k in range(7):
+                cache.get(("g", k), lambda: _value(100), group="g")
     # plain LRU would have rebuilt all 7 blocks on every pass (21 builds); now blocks 0-2 stay cached
     assert cache.builds == 7 + 4 + 4
     assert sorted(k for _, k in cache._items) == [0, 1, 2] and cache.nbytes == 300
@@ -32,7 +35,8 @@ def test_other_groups_are_still_evicted_least_recently_used_first():
     cache.get("a", lambda: _value(100))  # a is now the most recent
     cache.get("c", lambda: _value(100))  # evicts b
     assert list(cache._items) == ["a", "c"] and cache.nbytes == 200
-    cache.get("huge", lambda: _value(1000))  # larger than the limit: returned, not stored
+    with pytest.warns(RuntimeWarning, match="rebuilt on every call"):
+        cache.get("huge", lambda: _value(1000))  # larger than the limit: returned, not stored
     assert list(cache._items) == ["a", "c"] and cache.builds == 4
 
 
@@ -47,7 +51,8 @@ def test_cone_blocks_hit_on_the_second_call(monkeypatch):
     monkeypatch.setattr(CACHE, "limit_bytes", int(3.5 * one_block))
     CACHE.clear()
     builds = CACHE.builds
-    y1 = A.forward(x)
+    with pytest.warns(RuntimeWarning, match="rebuilt on every call"):
+        y1 = A.forward(x)
     assert CACHE.builds - builds == 7
     y2 = A.forward(x)
     assert CACHE.builds - builds == 7 + 4  # 3 of the 7 blocks hit (before the fix: none)
@@ -73,3 +78,23 @@ def test_threads_share_one_build_and_a_consistent_byte_count():
         t.join()
     assert len(calls) == 1 and all(r is results[0] for r in results)
     assert cache.nbytes == 100 + 20 * 10 == sum(s for _, _, s in cache._items.values())
+
+
+def test_a_matrix_that_does_not_fit_warns_once_that_it_is_rebuilt():
+    cache = MatrixCache(limit_bytes=50)
+    with pytest.warns(RuntimeWarning, match="does not fit the matrix cache .* rebuilt on every call"):
+        cache.get("big", lambda: _value(100))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cache.get("big", lambda: _value(100))  # warned once per matrix
+    assert cache.builds == 2 and cache.nbytes == 0
+
+
+def test_auto_under_a_larger_budget_raises_the_cache_limit(monkeypatch):
+    g = cone_beam((6, 12, 10), np.linspace(0, 2 * np.pi, 7, endpoint=False), (8, 16), 30.0, 15.0)
+    need = torch_backend.matrix_bytes(g)
+    monkeypatch.setattr(CACHE, "limit_bytes", need // 2)
+    assert Projector(g, memory_budget=need // 4).backend == "matrix_free"
+    assert CACHE.limit_bytes == need // 2  # untouched when the matrix is not chosen
+    assert Projector(g, memory_budget=need).backend == "torch"
+    assert CACHE.limit_bytes == need

@@ -33,7 +33,9 @@ class Projector(LinearOperator):
         The choice is in ``.backend``.
     device: where the tensors will live; only used by ``"auto"`` to choose.
     memory_budget: bytes the cached matrix may take for ``"auto"`` to pick it; default 2 GiB
-        (``matrix_cache.DEFAULT_LIMIT``, also the cache's own limit).
+        (``matrix_cache.DEFAULT_LIMIT``, also the cache's own limit). When ``"auto"`` picks the
+        matrix under a larger budget, the process-wide cache's limit is raised to it, so the matrix
+        is kept rather than rebuilt on every call.
     kernel: backend option: ASTRA's CPU projector (``"linear"``, ``"line"``, ``"strip"``).
 
     Attributes
@@ -53,6 +55,10 @@ class Projector(LinearOperator):
         if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or memory_budget < 0:
             raise ValueError(f"memory_budget must be a number of bytes >= 0, got {memory_budget!r}")
         self.backend = self._resolve(backend, geometry, device, memory_budget)
+        if self.backend == "torch" and backend == "auto":
+            from .backends.matrix_cache import CACHE
+            # the budget that admitted the matrix must also let the cache keep it
+            CACHE.limit_bytes = max(CACHE.limit_bytes, int(memory_budget))
         options = {} if kernel is None else {"kernel": kernel}
         if self.backend in ("torch", "matrix_free") and options:
             raise ValueError(f"backend {self.backend!r} takes no kernel option (it is Joseph's), got kernel={kernel!r}")

@@ -19,6 +19,7 @@ Two rules keep it useful and safe:
 from __future__ import annotations
 
 import threading
+import warnings
 from collections import OrderedDict
 from typing import Callable, Hashable
 
@@ -36,6 +37,7 @@ class MatrixCache:
         self._bytes = 0
         self._lock = threading.RLock()
         self.builds = 0  # how many times a value was built (misses), for tests and benchmarks
+        self._warned: set = set()  # groups already warned about being rebuilt
 
     @property
     def nbytes(self) -> int:
@@ -58,6 +60,13 @@ class MatrixCache:
             if self._make_room(size, group):
                 self._items[key] = (group, value, size)
                 self._bytes += size
+            elif group not in self._warned:
+                self._warned.add(group)
+                warnings.warn(f"a system matrix ({size / 2**20:.0f} MiB, or one block of it) does not fit the "
+                              f"matrix cache ({self.limit_bytes / 2**20:.0f} MiB limit, "
+                              f"{self._bytes / 2**20:.0f} MiB held by this matrix and others): it is rebuilt on "
+                              f"every call. Use backend='matrix_free' or 'auto', or raise CACHE.limit_bytes.",
+                              RuntimeWarning, stacklevel=2)
             return value
 
     def _make_room(self, size: int, group) -> bool:
@@ -83,6 +92,7 @@ class MatrixCache:
         with self._lock:
             self._items.clear()
             self._bytes = 0
+            self._warned.clear()
 
 
 def _nbytes(t) -> int:
