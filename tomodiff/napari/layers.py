@@ -70,18 +70,21 @@ def project_layers(path, *, error_map: bool = True) -> list[tuple]:
         layers.append((s, dict(name=f"{stem}: samples", colormap="gray", contrast_limits=volume_limits,
                                scale=(1.0,) + _scale(data, s.ndim - 1), visible=False), "image"))
     if data.sinogram is not None:
+        from ..recon.scale import known_scale
+
         layers.append(sinogram_layer(data.sinogram, data.geometry, data.provenance.get("sigma_y"),
-                                     name=f"{stem}: sinogram"))
+                                     name=f"{stem}: sinogram", mu_max=known_scale(data.provenance)))
     return layers
 
 
 def sinogram_layer(sino: np.ndarray, geometry: dict | None, sigma_y: float | None, *, name: str,
-                   visible: bool = False) -> tuple:
+                   visible: bool = False, mu_max: float | None = None) -> tuple:
     """A sinogram layer ``(A, U)`` or ``(A, V, U)`` that the reconstruction widget can reconstruct:
-    its ``metadata`` holds ``geometry`` (a ``Geometry.to_dict()``) and ``sigma_y`` (or ``None``).
-    Hidden by default: it lives in detector space, not volume space."""
+    its ``metadata`` holds ``geometry`` (a ``Geometry.to_dict()``), ``sigma_y`` (or ``None``) and
+    ``mu_max``, the object's known maximum attenuation when the file records it (the scale step then
+    uses it instead of an estimate). Hidden by default: it lives in detector space, not volume space."""
     return (sino, dict(name=name, colormap="gray", contrast_limits=_limits(sino), visible=visible,
-                       metadata={"geometry": geometry, "sigma_y": sigma_y}), "image")
+                       metadata={"geometry": geometry, "sigma_y": sigma_y, "mu_max": mu_max}), "image")
 
 
 def result_layers(prefix: str, method: str, mean: np.ndarray, std: np.ndarray | None, *,

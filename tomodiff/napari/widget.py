@@ -164,7 +164,7 @@ def run_job(job: Job, *, cancel: threading.Event, progress: Callable[[int, int],
     A = Projector(geometry, device=dev)
     r = reconstruct(A, y.to(dev), method=job.method, prior=prior, steps=job.steps, n_samples=job.n_samples,
                     sigma_y=sigma_y, seed=job.seed, slab=SLAB, overlap=OVERLAP, progress=False, callback=tick,
-                    **options)
+                    scale=(metadata or {}).get("mu_max") or "auto", **options)
     check()
     mean = r.mean[0, 0].detach().cpu().numpy()
     std = None if r.std is None else r.std[0, 0].detach().cpu().numpy()
