@@ -113,6 +113,7 @@ LIMITED = textwrap.dedent("""
 """)
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="address-space limits via /proc and RLIMIT_AS")
 def test_a_volume_larger_than_the_memory_limit_streams_through(tmp_path):
     """FBP of 512 x 128 x 128 (32 MiB of float32) with 24 MiB of address space to spare: only the
     streaming path fits (the in-memory path, run as a control under the same limit, does not)."""
@@ -154,6 +155,7 @@ FULL_DISK = textwrap.dedent("""
 """)
 
 
+@pytest.mark.skipif(sys.platform != "linux", reason="file-size limit via RLIMIT_FSIZE")
 def test_a_full_disk_leaves_the_earlier_output_and_the_slabs(tmp_path):
     from tomodiff.recon.streamed import default_store, reconstruct_file
 
