@@ -297,7 +297,8 @@ def main(argv=None) -> int:
         from .registry import available
         if "slice-64" in available() and name != "slice-64":  # the 2D prior on the same volumes, for comparison
             from .registry import load as load_named
-            tables["for comparison: slice-64 on the same volumes"] = denoising_table(load_named("slice-64"), sub, mode="volume")
+            tables["for comparison: slice-64 on the same volumes"] = denoising_table(
+                load_named("slice-64", precision="fp32"), sub, mode="volume")
     write_model_card(out, info, tables, grid_png.name, a.notes)
     for k, t in tables.items():
         print(k)
@@ -314,7 +315,7 @@ def _main_real_ct(a, out: Path, prior, info: dict, state: dict, grid_png: Path) 
     cfg = state["config"]
     test = load_volumes(cfg["test_data"])
     t = real_ct_table(prior, test)
-    ref = real_ct_table(load_named("slice-64"), test) if info["name"] != "slice-64" else None
+    ref = real_ct_table(load_named("slice-64", precision="fp32"), test) if info["name"] != "slice-64" else None
     curve_png = out.with_name(f"{info['name']}-curve.png")
     run_dir = Path(a.run_dir)
     if (run_dir / "heldout.jsonl").exists():

@@ -248,17 +248,19 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True
         model = build_denoiser(cfg, cfg.sigma_data).to(dev)
     ema = build_denoiser(cfg, cfg.sigma_data).to(dev).requires_grad_(False)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, elapsed = 0, 0.0
+    step, elapsed, cpu0 = 0, 0.0, 0.0  # wall and process CPU seconds (all threads), summed over resumes
     if state is not None:
         model.load_state_dict(state["model"])
         ema.load_state_dict(state["ema"])
         opt.load_state_dict(state["opt"])
         step, elapsed = state["step"], state["elapsed_s"]
+        cpu0 = state.get("cpu_s", 0.0)
     else:
         ema.load_state_dict(model.state_dict())
 
     def checkpoint():
-        _save_atomic({"config": cfg.to_dict(), "step": step, "elapsed_s": elapsed, "model": model.state_dict(),
+        _save_atomic({"config": cfg.to_dict(), "step": step, "elapsed_s": elapsed, "cpu_s": cpu0 + time.process_time(),
+                      "model": model.state_dict(),
                       "ema": ema.state_dict(), "opt": opt.state_dict(), "n_params": n_params(model.net),
                       "hardware": _hardware(dev)}, ckpt_path)
 
@@ -301,7 +303,7 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True
                 log.write(f"step {step} loss {lv:.5f} avg {run_loss:.5f} elapsed_s {elapsed:.0f}\n")
                 log.flush()
             if evaluate is not None and step % cfg.eval_every == 0:
-                evaluate(ema, step, elapsed)
+                evaluate(ema, step, elapsed, cpu0 + time.process_time())
             if time.time() - t_ckpt >= cfg.checkpoint_minutes * 60:
                 checkpoint()
                 t_ckpt = time.time()
@@ -328,9 +330,10 @@ class _HeldOut:
         best = out / "best.pt"
         self.best = torch.load(best, map_location="cpu", weights_only=False)["val"]["gain"] if best.exists() else -math.inf
 
-    def __call__(self, ema, step: int, elapsed: float) -> None:
+    def __call__(self, ema, step: int, elapsed: float, cpu_s: float | None = None) -> None:
         ema.eval()
-        rec = {"step": step, "elapsed_s": round(elapsed), "val": self.val(ema)}
+        rec = {"step": step, "elapsed_s": round(elapsed), "cpu_s": None if cpu_s is None else round(cpu_s),
+               "val": self.val(ema)}
         if self.test is not None:
             rec["test"] = self.test(ema)
         with open(self.out / "heldout.jsonl", "a") as f:
