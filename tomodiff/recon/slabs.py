@@ -55,7 +55,7 @@ def two_pass(plan: list[tuple[int, int]]) -> list[list[int]]:
     for k in range(1, len(plan) - 1):
         if plan[k - 1][1] > plan[k + 1][0]:
             raise ValueError(f"slabs {k - 1} and {k + 1} overlap ({plan[k - 1]} and {plan[k + 1]}): "
-                             f"the overlap must be at most half the slab")
+                             f"the overlap must be at most half the slab (--overlap <= --slab / 2)")
     return [list(range(0, len(plan), 2)), list(range(1, len(plan), 2))] if len(plan) > 1 else [[0]]
 
 
