@@ -161,7 +161,8 @@ def _first_line(err: BaseException) -> str:
 
 def _lost(ctx: Dist, what: str, err: BaseException, hint: str) -> RankLostError:
     return RankLostError(f"rank {ctx.rank}/{ctx.world}: another rank died or hung during {what} "
-                         f"(no answer within {ctx.timeout_s:g} s or connection lost: {_first_line(err)}); {hint}")
+                         f"({_first_line(err)}; a hung rank is waited for TOMODIFF_DIST_TIMEOUT={ctx.timeout_s:g} s); "
+                         f"{hint}")
 
 
 def barrier(ctx: Dist, what: str, group=None, hint: str = "rerun to resume") -> None:
