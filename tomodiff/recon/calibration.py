@@ -4,9 +4,9 @@ A diffusion sampler's spread is only an uncertainty if the truth falls inside it
 often as they claim. The interval used here is Gaussian, ``mean ± k·z_p·std`` (``z_p`` the
 standard-normal quantile of the central ``p`` interval, ``std`` over the samples), where ``k``
 recalibrates the sampler's spread: ``k = 1`` trusts it; :data:`CALIBRATION` holds the ``k`` fitted
-on TRAINING phantoms only (never the benchmark volumes) for the default method, by
+on TRAINING data only (never the benchmark volumes) for the default method, by
 :func:`fit_scale`, so that the 90% interval covers 90% of their voxels. ``benchmarks/sampler_eval.py``
-fits it and measures coverage on held-out volumes.
+and ``benchmarks/calibration.py`` fit it and measure coverage on held-out volumes.
 
 Shapes: any, as long as ``mean``, ``std`` and ``truth`` broadcast together.
 """
@@ -21,12 +21,15 @@ from scipy import stats
 
 __all__ = ["CALIBRATION", "interval", "coverage", "fit_scale", "calibrated_std"]
 
-# k for reconstruct(method="auto") at 8 views, 8 samples, fitted on training phantoms
-# (benchmarks/sampler_eval.py; the fit's data and date are in benchmarks/results/sampler_eval.md).
-# Fitted 2026-11-30 with slice-64: raw 90% coverage on those training phantoms 0.32; with k, on held-out
-# phantoms 0.879 and on the held-out real head 0.800 (benchmarks/results/sampler_eval/report.md).
-CALIBRATION = {"scale": 4.5, "fitted_on": "shepp_logan:11, texture:12, ellipsoids:13, foam:14 (64², central 8 "
-                                          "slices), 8 views, 1% noise, 8 samples of method='auto', prior slice-64"}
+# k for reconstruct(method="auto") at 8 views, 8 samples (an earlier fit on the phantoms alone, 4.5, is in
+# benchmarks/results/sampler_eval/report.md).
+# Fitted with slice-64 by benchmarks/calibration.py on training data only: the four training-seed phantoms of
+# the sweep and two training volumes of the ct-slice split (lidc0314_chest, philips_head_phantom, 4x block
+# averaged), 8 views, 1% noise, 8 samples of method="auto". With it the 90% interval covers 0.903 of held-out
+# phantom voxels and 0.831 on the held-out real head (raw: 0.30 and 0.26); benchmarks/results/calibration/.
+CALIBRATION = {"scale": 4.937, "fitted_on": "training-seed phantoms shepp_logan:11, texture:12, ellipsoids:13, "
+                                            "foam:14 and ct_corpus lidc0314_chest, philips_head_phantom (64²), "
+                                            "8 views, 1% noise, 8 samples of method='auto', prior slice-64"}
 
 
 def _z(p: float) -> float:
