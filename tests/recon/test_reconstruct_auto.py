@@ -81,3 +81,23 @@ def test_warm_start_tensor_of_the_whole_volume_is_cut_per_slab_and_a_wrong_one_i
     assert r.mean.shape == x.shape
     with pytest.raises(ValueError, match=r"warm start x_init has shape .*expected"):
         reconstruct(A, y, x_init=x[:, :, :5], **kw)
+
+
+def test_tuple_options_enter_the_provenance_and_the_checkpoint_key(problem, tmp_path):  # noqa: F811
+    A, x, y = problem
+    inner, calls = gaussian_denoiser(), {"n": 0}
+
+    def stop(v, s):
+        calls["n"] += 1
+        if calls["n"] > 2:
+            raise KeyboardInterrupt
+        return inner(v, s)
+
+    kw = dict(method="dds", steps=2, sigma_y=0.05, slab=6, overlap=2, progress=False, prox=False)
+    r = reconstruct(A, y, prior=inner, tv_z=(10.0, 0.04), **kw)
+    assert r.provenance["tv_z"] == [10.0, 0.04]
+    ckpt = tmp_path / "run.ckpt"
+    with pytest.raises(KeyboardInterrupt):
+        reconstruct(A, y, prior=stop, checkpoint=ckpt, tv_z=(10.0, 0.04), **kw)
+    with pytest.raises(ValueError, match="other arguments"):
+        reconstruct(A, y, prior=inner, checkpoint=ckpt, tv_z=(1.0, 0.04), **kw)

@@ -162,7 +162,9 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int | Non
     params = {"method": method, **({"steps": steps, "n_samples": n_samples, "sigma_y": sigma_y, "seed": seed,
                                     "slab": slab, "overlap": overlap, "z_coupling": z_coupling}
                                    if method in DIFFUSION else {}),
-              **{k: v for k, v in options.items() if isinstance(v, (int, float, str, bool, type(None)))}}
+              **{k: (list(v) if isinstance(v, tuple) else v) for k, v in options.items()
+                 if isinstance(v, (int, float, str, bool, type(None)))
+                 or (isinstance(v, tuple) and all(isinstance(e, (int, float)) for e in v))}}  # e.g. dds tv_z
     device = y.device
     y_units = y
     with PeakMemory(device) as mem:
