@@ -9,7 +9,9 @@ set's 2,000,000,000+). The best configuration within ``--budget`` steps is the o
         --out benchmarks/results/sampler_sweep.md
 
 ``--prior NAME`` takes any shipped prior (e.g. ``ct-slice`` once it ships); ``--volumes`` any
-training volumes (phantom specs, or ``.npy``/``.h5`` files of training CT — never held-out ones).
+training volumes (phantom specs, ``ct_corpus/NAME`` for a training volume of the real-CT corpus,
+block-averaged 4× — e.g. ``ct_corpus/lidc0314_chest,ct_corpus/philips_head_phantom`` from the
+ct-slice training split — or ``.npy``/``.h5`` files of training CT; never held-out ones).
 """
 
 from __future__ import annotations
@@ -66,6 +68,10 @@ TRAIN_VOLUMES = ["shepp_logan:11:64", "texture:12:64", "ellipsoids:13:64", "foam
 def _load(spec, slices):
     from tomodiff.io.volumes import load_volume
 
+    if spec.startswith("ct_corpus/"):  # a TRAINING volume of the real-CT corpus, 4x block-averaged
+        from calibration import _corpus_volume
+
+        return _corpus_volume(spec.split("/", 1)[1], slices)
     vol, desc = load_volume(spec)
     seed = desc.get("seed")
     if seed is not None and seed >= 2_000_000_000:
