@@ -59,7 +59,7 @@ CASES = [
     ("rec-seed-with-fbp", "reconstruct {d}/sim.h5 --method fbp --seed 3 --out {d}/new.h5", "--seed does not apply"),
     ("rec-checkpoint-with-fbp", "reconstruct {d}/sim.h5 --method fbp --checkpoint {d}/c.pt --out {d}/new.h5",
      "--checkpoint does not apply"),
-    ("rec-pigdm-no-prior", "reconstruct {d}/sim.h5 --method pigdm --out {d}/new.h5", "needs --prior"),
+    ("rec-pigdm-zero-steps", "reconstruct {d}/sim.h5 --method pigdm --steps 0 --out {d}/new.h5", "argument --steps"),
     ("rec-unknown-prior", "reconstruct {d}/sim.h5 --method pigdm --prior nope --out {d}/new.h5",
      "no shipped prior named 'nope'"),
     ("rec-thin-zero", "reconstruct {d}/sim.h5 --method fbp --thin 0 --out {d}/new.h5", "argument --thin"),

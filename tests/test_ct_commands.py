@@ -71,8 +71,20 @@ def test_reconstruct_errors(tmp_path, capsys):
     scan = tmp_path / "scan.h5"
     main(["simulate", "--phantom", "foam:1:16", "--views", "6", "--out", str(scan)])
     capsys.readouterr()
-    assert main(["reconstruct", str(scan), "--method", "pigdm", "--out", str(tmp_path / "o.h5")]) == 2
-    assert "needs --prior" in capsys.readouterr().err
+    assert main(["reconstruct", str(scan), "--method", "pigdm", "--prior", "nope", "--out", str(tmp_path / "o.h5")]) == 2
+    assert "no shipped prior named 'nope'" in capsys.readouterr().err
+
+
+def test_diffusion_without_prior_uses_the_default(tmp_path):
+    from tomodiff.io import read_project
+    from tomodiff.priors import DEFAULT_PRIOR
+
+    scan = tmp_path / "scan.h5"
+    assert main(["simulate", "--phantom", "foam:1:16", "--views", "6", "--out", str(scan)]) == 0
+    out = tmp_path / "o.h5"
+    assert main(["reconstruct", str(scan), "--method", "pigdm", "--steps", "2", "--samples", "1", "--out", str(out)]) == 0
+    assert DEFAULT_PRIOR == "ct-slice"
+    assert read_project(out).provenance["prior"]["name"] == "ct-slice"
 
 
 def test_benchmark_writes_the_report(tmp_path, capsys):

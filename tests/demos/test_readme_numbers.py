@@ -1,6 +1,6 @@
 """The README's demo table against a re-run: its classical rows (FBP, SIRT, TV) are recomputed at the
-README's settings and must match to the printed precision. (The ΠGDM row takes minutes; its
-settings — samples, steps — are checked against the command's defaults instead.)"""
+README's settings and must match to the printed precision. (The diffusion row's settings —
+samples, steps, prior — are checked against the command's defaults instead.)"""
 
 from __future__ import annotations
 
@@ -43,9 +43,15 @@ def test_readme_demo_settings_are_the_commands_defaults():
     from tomodiff.cli import build_parser
 
     text = README.read_text()
-    diffusion_row = next(k for k in _demo_table() if k.startswith("ΠGDM"))
+    diffusion_row = next(k for k in _demo_table() if k.startswith("auto"))
     n = int(re.search(r"(\d+) samples", diffusion_row).group(1))
     demo = build_parser()._subparsers._group_actions[0].choices["demo"]
     samples_help = next(a.help for a in demo._actions if a.dest == "samples")
     assert f"(default: {n})" in samples_help
-    assert f"50 steps, {n} posterior samples" in text.replace("\n", " ")
+    flat = text.replace("\n", " ")
+    assert f"`ct-slice` prior, 20 steps, {n} posterior samples" in flat
+    from tomodiff.demos.ct_demo import run_demo
+    from tomodiff.recon.auto import AUTO
+
+    assert run_demo.__kwdefaults__["prior_name"] == "ct-slice" and run_demo.__kwdefaults__["phantom"] == "ct_abdomen_64"
+    assert AUTO["steps"] == 20

@@ -118,3 +118,22 @@ def test_cli_resume_takes_the_checkpoint_settings(tmp_path, capsys):
     assert main(["train-prior", str(tmp_path), "--steps", "3", "--lr", "0.01", "--grid-samples", "0", "--no-progress"]) == 2
     assert "lr: 0.0005 -> 0.01" in capsys.readouterr().err
     assert _ckpt(tmp_path)["step"] == 2
+
+
+def test_sigterm_checkpoints_before_exiting(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    code = ("from tomodiff.priors.train import TrainConfig, train\n"
+            f"train(TrainConfig(steps=10**6, size=16, channels=(8, 16), emb_dim=16, batch=2, warmup=2, grid_samples=0,"
+            f" checkpoint_minutes=100.0), {str(tmp_path)!r}, progress=False, grid=False)\n")
+    proc = subprocess.Popen([sys.executable, "-c", code], env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+    log = tmp_path / "train.log"
+    deadline = time.time() + 120
+    while time.time() < deadline and not (log.exists() and "step 25 " in log.read_text()):
+        time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    proc.wait(timeout=60)
+    assert _ckpt(tmp_path)["step"] >= 25  # written on SIGTERM, not only every checkpoint_minutes

@@ -200,9 +200,11 @@ def info(msg: str) -> None:
 
 
 def load_prior(name: str | None, dev):
-    if name is None:
-        raise ValueError("this method needs --prior (e.g. --prior slice-64)")
     from ..priors import load
+    from ..priors.registry import DEFAULT_PRIOR
+
+    if name is None:
+        name = DEFAULT_PRIOR
 
     return load(name, device=dev)
 

@@ -66,7 +66,7 @@ def add_parser(sub):
                         "all angles (diamond_i13: needs $TOMODIFF_SHARED_DATA/diamond_i13_24737/24737_raw.npz)")
     p.add_argument("--slices", type=int_at_least(1), default=None,
                    help="score only this many central axial slices of each phantom (the real scan has 8)")
-    p.add_argument("--prior", default=None, help="prior for diffusion methods (default: slice-64)")
+    p.add_argument("--prior", default=None, help="prior for diffusion methods (default: ct-slice)")
     p.add_argument("--steps", type=int_at_least(1), default=None, help="diffusion steps (default: 50)")
     p.add_argument("--samples", type=int_at_least(1), default=None,
                    help="posterior samples per reconstruction (default: 1, scores the single sample)")
@@ -106,7 +106,7 @@ def run(args) -> int:
     if not volumes and args.real == "none":
         raise ValueError("nothing to benchmark: --set none and --real none")
     check_output_dir(args.out, [v for v in volumes if Path(v.split(":")[0]).exists()])
-    args.prior = args.prior or "slice-64"
+    args.prior = args.prior or "ct-slice"
     args.steps = args.steps or 50
     args.samples = args.samples or 1
     dev = device(args.device, args.threads)

@@ -38,7 +38,8 @@ def add_parser(sub):
                    help="auto: the diffusion method and steps chosen by the sampler sweep")
     p.add_argument("--guard", action="store_true",
                    help="diffusion: keep the result at least as data-consistent as TV (final CG, else TV)")
-    p.add_argument("--prior", help="prior name for diffusion methods (e.g. slice-64)")
+    p.add_argument("--prior", help="prior name for diffusion methods (default: ct-slice, trained on real CT; "
+                                   "slice-64: phantoms)")
     p.add_argument("--steps", type=int_at_least(1), default=None,
                    help=f"diffusion steps = NFE per slab (default: {DEFAULT_STEPS})")
     p.add_argument("--samples", type=int_at_least(1), default=None,
@@ -93,8 +94,6 @@ def check_args(args) -> None:
         refuse_inapplicable(args, ("iters",), f"to --method {m} (sirt, cgls and tv only)")
     if m != "tv":
         refuse_inapplicable(args, ("lam",), f"to --method {m} (tv only)")
-    if m in DIFFUSION_METHODS and not args.prior:
-        raise ValueError(f"--method {m} needs --prior (e.g. --prior slice-64)")
     if args.voxel_size is not None and args.pixel_size is None:
         raise ValueError("--voxel-size needs --pixel-size (both in the same length unit)")
     inputs = [args.file, args.checkpoint, args.flats, args.darks, args.angles]

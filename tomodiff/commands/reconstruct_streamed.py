@@ -38,6 +38,8 @@ def run_streamed(args) -> int:
         except ValueError:
             raise ValueError(f"--rows must be START:STOP (integers), got {args.rows!r}") from None
         rows = (a, b)
+    from ..priors.registry import DEFAULT_PRIOR
+
     diffusion = args.method in ("pigdm", "dps", "dds", "diffpir", "sdedit")
     options = {}
     if args.iters is not None:
@@ -47,7 +49,7 @@ def run_streamed(args) -> int:
     scale = getattr(args, "scale", None)
     scale = None if scale in (None, "none") else scale
     summary = reconstruct_file(
-        args.file, args.out, method=args.method, prior=args.prior if diffusion else None,
+        args.file, args.out, method=args.method, prior=(args.prior or DEFAULT_PRIOR) if diffusion else None,
         steps=args.steps or getattr(cmd, "DEFAULT_STEPS", 50),
         n_samples=(args.samples or getattr(cmd, "DEFAULT_SAMPLES", 1)) if diffusion else 1,
         sigma_y=args.sigma_y, seed=args.seed or 0, slab=args.slab or getattr(cmd, "DEFAULT_SLAB", 32),

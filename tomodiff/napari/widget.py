@@ -42,7 +42,7 @@ class Job:
     metadata: dict = field(default_factory=dict)
     name: str = ""
     path: Path | None = None
-    prior: str = "slice-64"
+    prior: str = "ct-slice"
     steps: int = 50
     n_samples: int = 1
     device: str = "cpu"
@@ -203,7 +203,7 @@ class ReconstructionWidget(Container):
         self.file = FileEdit(label="or file", mode="r", filter="*.h5 *.hdf5 *.hdf *.nxs *.nx", nullable=True,
                              value=None)
         self.method = ComboBox(label="method", choices=list(METHODS), value="sirt")
-        self.prior = LineEdit(label="prior", value="slice-64", tooltip="a shipped prior (tomodiff.priors.available())")
+        self.prior = LineEdit(label="prior", value="ct-slice", tooltip="a shipped prior (tomodiff.priors.available())")
         self.steps = SpinBox(label="steps", min=1, max=100_000, value=50,
                              tooltip="diffusion steps per slab; iterations for sirt, cgls and tv")
         self.n_samples = SpinBox(label="samples", min=1, max=256, value=4,

@@ -19,7 +19,7 @@ _LAZY = {
     "GaussianPrior": "analytic", "GaussianMixturePrior": "analytic", "GaussianPosterior": "analytic",
     "dense_matrix": "analytic",
     # trained priors: networks, shipped weights (phantoms/priors engineer)
-    "load": "registry", "available": "registry", "load_file": "registry", "save_prior": "registry",
+    "load": "registry", "available": "registry", "DEFAULT_PRIOR": "registry", "load_file": "registry", "save_prior": "registry",
     "PriorFileError": "registry", "SlicePrior": "slice_prior", "PatchPrior": "patch_prior",
     "UNet": "unet", "EDMDenoiser": "edm",
 }

@@ -16,6 +16,9 @@ from pathlib import Path
 import torch
 
 FORMAT = "tomodiff-prior/1"
+# The prior diffusion methods use when none is named (CLI, napari widget, demo, benchmark): trained
+# on real CT at 1-4x its voxel sizes (model card ct-slice.md). slice-64 (phantoms) stays shipped.
+DEFAULT_PRIOR = "ct-slice"
 WEIGHTS_DIR = Path(__file__).parent / "weights"
 
 

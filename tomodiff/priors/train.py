@@ -273,6 +273,7 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True
     t_start, t_ckpt, run_loss = time.time(), time.time(), None
     elapsed0 = elapsed
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, dynamic_ncols=True, desc=cfg.name)
+    restore = _checkpoint_on_sigterm()
     try:
         while step < cfg.steps:
             if cfg.max_minutes is not None and (time.time() - t_start) / 60 >= cfg.max_minutes:
@@ -308,6 +309,7 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True
                 checkpoint()
                 t_ckpt = time.time()
     finally:
+        restore()
         bar.close()
         checkpoint()
         log.write(f"# checkpoint at step {step}, elapsed {elapsed:.0f} s\n")
@@ -316,6 +318,22 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True
         save_sample_grid(ema, cfg, out / f"samples_step{step}.png", cfg.grid_samples)
     log.close()
     return ckpt_path
+
+
+def _checkpoint_on_sigterm():
+    """Turn SIGTERM (a batch system's time limit, ``kill``) into KeyboardInterrupt, so that the loop's
+    ``finally`` writes a checkpoint; returns the function that restores the previous handler."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(signum, frame):
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, previous)
 
 
 class _HeldOut:

@@ -98,7 +98,7 @@ def _prior_key(prior) -> dict:
 
 def _denoiser_of(prior):
     if prior is None:
-        raise ValueError("diffusion methods need a prior: pass prior=tomodiff.priors.load('slice-64') "
+        raise ValueError("diffusion methods need a prior: pass prior=tomodiff.priors.load('ct-slice') "
                          "or any callable D(x, sigma)")
     return getattr(prior, "denoiser", prior)
 

@@ -98,7 +98,7 @@ def reconstruct_file(path, out, *, method: str, prior=None, steps: int = 50, n_s
         s = _resolve_scale(scale, ctx, src, geometry, slab, dev)
         if isinstance(prior, str) or (prior is None and method in DIFFUSION):
             if prior is None:
-                raise ValueError("diffusion methods need a prior (e.g. prior='slice-64')")
+                raise ValueError("diffusion methods need a prior (e.g. prior='ct-slice')")
             from ..priors import load
 
             prior = load(prior, device=dev)
