@@ -200,13 +200,15 @@ def info(msg: str) -> None:
 
 
 def load_prior(name: str | None, dev):
+    import os
+
     from ..priors import load
     from ..priors.registry import DEFAULT_PRIOR
 
-    if name is None:
-        name = DEFAULT_PRIOR
-
-    return load(name, device=dev)
+    # bf16 where native (measured faster, denoising within 0.06 dB); fp32 under torchrun, where
+    # "auto" aborted a gloo rank in a test (std::terminate; not understood yet)
+    precision = "auto" if int(os.environ.get("WORLD_SIZE", "1")) <= 1 else "fp32"
+    return load(name or DEFAULT_PRIOR, device=dev, precision=precision)
 
 
 def std_note(n_samples: int) -> str:

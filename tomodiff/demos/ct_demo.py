@@ -58,7 +58,7 @@ def run_demo(*, phantom: str = "ct_abdomen_64", views: int = 16, noise: float = 
     if any(m in DIFFUSION for m in methods):
         from ..priors import load
 
-        prior = load(prior_name, device=device)
+        prior = load(prior_name, device=device, precision="auto")
     out_dir = Path(out_dir)
     results = []
     for method in methods:

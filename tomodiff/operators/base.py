@@ -48,11 +48,6 @@ class ShapedMap:
         self._check(x, self.domain_shape, "input")
         return x
 
-    def check_measurement(self, y: torch.Tensor) -> torch.Tensor:
-        """Raise a clear error unless ``y`` has shape ``(B, C, *range_shape)``; return it."""
-        self._check(y, self.range_shape, "measurement")
-        return y
-
     def _check(self, t: torch.Tensor, shape: Shape, what: str) -> None:
         if not isinstance(t, torch.Tensor):
             raise TypeError(f"{type(self).__name__}: {what} must be a torch.Tensor, got {type(t).__name__}")
@@ -74,9 +69,10 @@ class ShapedMap:
         return out.reshape(*lead, *out_shape)
 
 
-def check_measurement(A, y, who: str) -> torch.Tensor:
-    """``y`` must be a finite floating tensor of shape ``(B, C, *A.range_shape)``; the error names
-    ``who``, what was expected and what was received. Works for linear and nonlinear operators."""
+def check_measurement(A, y, who: str, *, dtypes=None) -> torch.Tensor:
+    """``y`` must be a finite floating tensor of shape ``(B, C, *A.range_shape)`` (and, with
+    ``dtypes``, of one of those dtypes); the error names ``who``, what was expected and what was
+    received. Works for linear and nonlinear operators. The project's one measurement check."""
     if not hasattr(A, "range_shape"):
         raise TypeError(f"{who}: A must be an operator with a range_shape, got {type(A).__name__}")
     expected = f"(B, C, {', '.join(map(str, A.range_shape))})"
@@ -86,6 +82,8 @@ def check_measurement(A, y, who: str) -> torch.Tensor:
         raise ValueError(f"{who}: y must have shape {expected} (the range of {A!r}), got {tuple(y.shape)}")
     if not y.is_floating_point():
         raise TypeError(f"{who}: y must be a floating tensor, got {y.dtype}")
+    if dtypes is not None and y.dtype not in dtypes:
+        raise TypeError(f"{who}: y must be {' or '.join(str(d).replace('torch.', '') for d in dtypes)}, got {y.dtype}")
     bad = ~torch.isfinite(y)
     if bad.any():
         raise ValueError(f"{who}: y contains NaN or Inf ({int(bad.sum())} of {y.numel()} entries)")

@@ -91,13 +91,14 @@ def card(name: str) -> dict:
     return json.loads(path.read_text())
 
 
-def load(name: str, *, device=None, precision: str = "auto"):
+def load(name: str, *, device=None, precision: str = "fp32"):
     """A shipped prior by name (e.g. ``"ct-slice"``), checked against its model card's sha256.
 
     Returns a prior whose ``.denoiser(x, sigma)`` takes and returns data in [0, 1] units.
-    precision: ``"auto"`` (default: bf16 autocast where the device supports it natively, measured
-    0.6-0.73x the fp32 time per network call on AVX-512-BF16 CPUs with denoising within 0.06 dB, see
-    ``benchmarks/results/sampler_speed.md``), or ``"fp32"`` for the network bit for bit as trained.
+    precision: ``"fp32"`` (default: the network bit for bit as trained) or ``"auto"`` (bf16
+    autocast where the device supports it natively, measured 0.6-0.73x the fp32 time per network
+    call on AVX-512-BF16 CPUs with denoising within 0.06 dB, see ``benchmarks/results/sampler_speed.md``;
+    the CLI's single-process commands and the demo use it).
     """
     names = available()
     if name not in names:

@@ -21,11 +21,9 @@ def check_operator(A, name: str) -> None:
 
 
 def check_measurement(A: LinearOperator, y, name: str) -> torch.Tensor:
-    """``y`` must be a finite float32/float64 tensor of shape ``(B, C, *A.range_shape)``."""
-    _check_measurement(A, y, name)
-    if y.dtype not in (torch.float32, torch.float64):
-        raise TypeError(f"{name}: y must be float32 or float64, got {y.dtype}")
-    return y
+    """The one measurement check (:func:`tomodiff.operators.base.check_measurement`) with the
+    classical solvers' dtype rule: float32 or float64."""
+    return _check_measurement(A, y, name, dtypes=(torch.float32, torch.float64))
 
 
 def check_x0(A: LinearOperator, x0, y: torch.Tensor, name: str) -> torch.Tensor:

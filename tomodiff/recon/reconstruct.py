@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 
 from ..io.atomic import atomic_path
+from ..operators.base import check_measurement
 from .memory import PeakMemory
 from .metrics import data_residual
 from .scale import resolve_scale, warn_if_out_of_range
@@ -156,7 +157,7 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int | Non
 
         method, steps, options = resolve_auto(steps, options)
     steps = 50 if steps is None else steps
-    A.check_measurement(y)
+    check_measurement(A, y, "reconstruct")
     geometry = getattr(A, "geometry", None)
     # provenance records only what the method uses: classical methods take no steps, samples or noise level
     params = {"method": method, **({"steps": steps, "n_samples": n_samples, "sigma_y": sigma_y, "seed": seed,

@@ -26,7 +26,7 @@ _SCHEDULES = {"karras": karras_sigmas, "ddpm-linear": ddpm_linear_sigmas, "ddpm-
 # options each method accepts (passed through **options), with their defaults
 _METHOD_OPTIONS = {
     "pigdm": {"data_var": 1.0, "scale": 1.0, "gram_method": "auto", "cg_tol": 1e-6, "cg_max_iter": 100},
-    "dps": {"zeta": 1.0, "noise": None, "variant": "norm"},
+    "dps": {"zeta": 0.3, "noise": None, "variant": "norm"},  # reconstruct's CT default too (DIFFUSION_DEFAULTS)
     "dds": {"cg_iters": 5, "data_var": 1.0, "prox": True, "tv_z": None},
     "diffpir": {"lam": 1.0, "data_var": 1.0, "cg_tol": 1e-4, "cg_max_iter": 50},
     "sdedit": {"x_init": None, "t0": 0.5},
