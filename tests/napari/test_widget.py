@@ -136,7 +136,7 @@ def test_widget_diffusion_run_adds_mean_and_std(widget, viewer, qtbot):
     widget.method.value, widget.steps.value, widget.n_samples.value = "pigdm", 4, 2
     widget.start()
     _wait(qtbot, widget)
-    name = "tiny: pigdm (slice-64)"
+    name = "tiny: pigdm (ct-slice)"  # the default prior's name labels the layers
     assert _names(viewer)[1:] == [f"{name} mean", f"{name} std over 2 samples"], widget.status.value
     std = viewer.layers[f"{name} std over 2 samples"]
     assert std.colormap.name == "magma" and float(np.asarray(std.data).max()) > 0
