@@ -51,7 +51,8 @@ def main(argv=None) -> int:
         shutil.copy(a.gallery, a.out / "gallery.png")
     extra = "\n".join(["## Runs merged here", "", *setups, ""]
                       + ([a.notes.read_text()] if a.notes else []))
-    setup = {"command": "python benchmarks/merge_benchmarks.py " + " ".join(a.runs), "machine": "see each run below"}
+    setup = {"command": "python benchmarks/merge_benchmarks.py " + " ".join(a.runs),
+             "machine": "a 2-core x86_64 CPU (each run's command is listed below)"}
     bench.write_markdown(rows, setup, a.out / "report.md", extra=extra)
     print(f"wrote {a.out / 'report.md'} ({len(rows)} rows)")
     return 0
