@@ -174,14 +174,15 @@ def plot_psnr(rows, path: Path) -> Path:
         sel = [r for r in table if r["group"] == group]
         for method in dict.fromkeys(r["method"] for r in sel):
             pts = [(r["views"], r["psnr"]) for r in sel if r["method"] == method]
-            ax.plot(*zip(*pts), marker="o", label=method)
+            ax.plot(*zip(*pts), marker="o" if len(pts) > 1 else "s", label=method)
         ax.set_xscale("log", base=2)
         ax.set_xticks(sorted({r["views"] for r in sel}), [str(v) for v in sorted({r["views"] for r in sel})])
         ax.set_xlabel("number of views")
         ax.set_title(group, fontsize=10)
         ax.grid(alpha=0.3)
     axes[0, 0].set_ylabel("PSNR [dB] (mean over volumes)")
-    axes[0, -1].legend(fontsize=8)
+    for ax in axes[0]:  # each panel names its own methods (groups may differ, e.g. extra single-view rows)
+        ax.legend(fontsize=7, ncol=2 if len(ax.get_lines()) > 8 else 1)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
