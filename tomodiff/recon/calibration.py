@@ -21,15 +21,16 @@ from scipy import stats
 
 __all__ = ["CALIBRATION", "interval", "coverage", "fit_scale", "calibrated_std"]
 
-# k for reconstruct(method="auto") at 8 views, 8 samples (an earlier fit on the phantoms alone, 4.5, is in
-# benchmarks/results/sampler_eval/report.md).
-# Fitted with slice-64 by benchmarks/calibration.py on training data only: the four training-seed phantoms of
-# the sweep and two training volumes of the ct-slice split (lidc0314_chest, philips_head_phantom, 4x block
-# averaged), 8 views, 1% noise, 8 samples of method="auto". With it the 90% interval covers 0.903 of held-out
-# phantom voxels and 0.831 on the held-out real head (raw: 0.30 and 0.26); benchmarks/results/calibration/.
-CALIBRATION = {"scale": 4.937, "fitted_on": "training-seed phantoms shepp_logan:11, texture:12, ellipsoids:13, "
+# k for reconstruct(method="auto") at 8 views, 8 samples, with the default prior ct-slice. Fitted by
+# `benchmarks/calibration.py --prior ct-slice` on training data only: the four training-seed phantoms of the
+# sweep and two training volumes of the ct-slice split (lidc0314_chest, philips_head_phantom, 4x block
+# averaged), 8 views, 1% noise, 8 samples of method="auto". With it the 90% interval covers 0.886 of held-out
+# phantom voxels and 0.843 on the held-out real head (raw: 0.31 and 0.27);
+# benchmarks/results/calibration_ct-slice/. The same fit with slice-64 gave 4.937
+# (benchmarks/results/calibration/).
+CALIBRATION = {"scale": 4.520, "fitted_on": "training-seed phantoms shepp_logan:11, texture:12, ellipsoids:13, "
                                             "foam:14 and ct_corpus lidc0314_chest, philips_head_phantom (64²), "
-                                            "8 views, 1% noise, 8 samples of method='auto', prior slice-64"}
+                                            "8 views, 1% noise, 8 samples of method='auto', prior ct-slice"}
 
 
 def _z(p: float) -> float:
