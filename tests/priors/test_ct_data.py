@@ -75,7 +75,8 @@ def test_crops_are_deterministic_and_rescaled():
     # with a 4x region the ramp across a crop spans about 4x more intensity than with a 1x region
     spans = {}
     for s in (1.0, 4.0):
-        crops = [random_slice_crop(vol, 32, np.random.default_rng(i), scale_range=(s, s), orient=False) for i in range(8)]
+        crops = [random_slice_crop(vol, 32, np.random.default_rng(i), scale_range=(s, s), orient=False)
+                 for i in range(8)]
         spans[s] = np.mean([float(c.max() - c.min()) for c in crops])
     assert spans[4.0] / spans[1.0] == pytest.approx(4.0, rel=0.1)
 

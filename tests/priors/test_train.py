@@ -115,7 +115,8 @@ def test_cli_resume_takes_the_checkpoint_settings(tmp_path, capsys):
     assert main(args + ["--steps", "1"]) == 0
     assert main(["train-prior", str(tmp_path), "--steps", "2", "--grid-samples", "0", "--no-progress"]) == 0
     assert _ckpt(tmp_path)["step"] == 2
-    assert main(["train-prior", str(tmp_path), "--steps", "3", "--lr", "0.01", "--grid-samples", "0", "--no-progress"]) == 2
+    assert main(["train-prior", str(tmp_path), "--steps", "3", "--lr", "0.01", "--grid-samples", "0",
+                 "--no-progress"]) == 2
     assert "lr: 0.0005 -> 0.01" in capsys.readouterr().err
     assert _ckpt(tmp_path)["step"] == 2
 

@@ -105,7 +105,8 @@ def add_real_ct(out_dir, corpus=CT_CORPUS) -> dict:
         path = out / f"{name}.h5"
         _write(path, vol, {"generator": "real_ct", **meta})
         entries.append({"file": path.name, "generator": "real_ct", "family": "real_ct", "shape": list(vol.shape),
-                        "seed": None, "parameters": meta, "sha256": array_sha256(vol), "file_sha256": file_sha256(path)})
+                        "seed": None, "parameters": meta, "sha256": array_sha256(vol),
+                        "file_sha256": file_sha256(path)})
     manifest["entries"] = entries
     man_path.write_text(json.dumps(manifest, indent=1) + "\n")
     return manifest

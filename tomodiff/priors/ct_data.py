@@ -175,7 +175,8 @@ def random_slice_crop(vol: Volume, size: int, rng: np.random.Generator, *, scale
     return crop[None].contiguous()
 
 
-def intensity_jitter(x: torch.Tensor, rng: np.random.Generator, gain=(0.8, 1.2), p_window: float = 0.15) -> torch.Tensor:
+def intensity_jitter(x: torch.Tensor, rng: np.random.Generator, gain=(0.8, 1.2),
+                     p_window: float = 0.15) -> torch.Tensor:
     """Random gain, and sometimes a display window (values above a random level saturate at 1)."""
     x = x * float(rng.uniform(*gain))
     if rng.random() < p_window:

@@ -192,8 +192,10 @@ def real_ct_table_md(t: dict, compare: dict | None = None, compare_name: str = "
             if compare:
                 line += f" | **{o['gain']:+.2f}** |"
         else:
-            line = (f"| {r['sigma']} | {'native' if r['factor'] == 1 else str(r['factor']) + '× coarser'} | {r['n']} ({r['example_shape'][0]}×{r['example_shape'][1]}) "
-                    f"| {r['gaussian_psnr']:.2f} | {r['prior_psnr']:.2f} | {r['gain']:+.2f} |")
+            scale = "native" if r["factor"] == 1 else f"{r['factor']}× coarser"
+            h, w = r["example_shape"]
+            line = (f"| {r['sigma']} | {scale} | {r['n']} ({h}×{w}) | {r['gaussian_psnr']:.2f} "
+                    f"| {r['prior_psnr']:.2f} | {r['gain']:+.2f} |")
             if compare:
                 line += f" {o['prior_psnr']:.2f} | {o['gain']:+.2f} |"
         lines.append(line)
@@ -322,17 +324,20 @@ def _main_real_ct(a, out: Path, prior, info: dict, state: dict, grid_png: Path) 
         plot_learning_curve(run_dir / "heldout.jsonl", curve_png)
     phantoms = denoising_table(prior, benchmark_volumes(), mode="slice")
     sel = info.get("selected_by", {})
+    val_gain = sel.get("held_out_val", {}).get("gain", float("nan"))
     notes = "\n".join([
         "### Data split", "", data_split_md(cfg),
         "### Held-out learning curve", "",
         f"![learning curve]({curve_png.name})", "",
         f"Scored every {cfg['eval_every']} steps on fixed noisy slices of the validation and test volumes "
-        "(σ = 0.1, native, 2× and 4× coarser; gain over the oracle Gaussian filter; `tomodiff/priors/heldout.py`). The shipped weights are the EMA at the step with the best *validation* "
-        f"gain (step {sel.get('step', state['step'])}, validation gain {sel.get('held_out_val', {}).get('gain', float('nan')):+.2f} dB); "
+        "(σ = 0.1, native, 2× and 4× coarser; gain over the oracle Gaussian filter; `tomodiff/priors/heldout.py`). "
+        "The shipped weights are the EMA at the step with the best *validation* "
+        f"gain (step {sel.get('step', state['step'])}, validation gain {val_gain:+.2f} dB); "
         "the test volumes never chose anything. Raw numbers: `heldout.jsonl` in the run directory.", "",
         "### Denoising held-out real CT", "",
         f"Test volumes {', '.join(t['volumes'])}: 12 axial slices each at native, 2× and 4× coarser scale (block "
-        "averaging), noise x + σ·n, the Gaussian filter's width tuned per σ and scale on these same slices (an oracle). "
+        "averaging), noise x + σ·n, the Gaussian filter's width tuned per σ and scale on these same slices "
+        "(an oracle). "
         "slice-64 (phantom-trained) on the same slices for comparison.", "",
         real_ct_table_md(t, ref), "",
         "### Denoising the benchmark's 64³ phantoms (out of this prior's distribution)", "",

@@ -57,8 +57,8 @@ class HeldOutScore:
         for f, slices in eval_slices(volumes, n_per_volume).items():
             clean = [s.numpy() for s in slices]
             noisy = [(c + sigma * rng.standard_normal(c.shape)).astype(np.float32) for c in clean]
-            gauss = max((np.mean([_psnr(ndimage.gaussian_filter(n, (0, 0, w, w)), c).mean() for n, c in zip(noisy, clean)]), w)
-                        for w in FILTER_WIDTHS)
+            gauss = max((np.mean([_psnr(ndimage.gaussian_filter(n, (0, 0, w, w)), c).mean()
+                                  for n, c in zip(noisy, clean)]), w) for w in FILTER_WIDTHS)
             self.sets[f] = (clean, noisy, float(gauss[0]))
 
     @torch.no_grad()
@@ -69,5 +69,6 @@ class HeldOutScore:
         for f, (clean, noisy, gauss) in self.sets.items():
             p = np.mean([_psnr(denoiser(torch.from_numpy(n).to(dev), self.sigma).float().cpu().numpy(), c).mean()
                          for n, c in zip(noisy, clean)])
-            per[f] = {"prior_psnr": round(float(p), 3), "gaussian_psnr": round(gauss, 3), "gain": round(float(p) - gauss, 3)}
+            per[f] = {"prior_psnr": round(float(p), 3), "gaussian_psnr": round(gauss, 3),
+                      "gain": round(float(p) - gauss, 3)}
         return {"gain": round(float(np.mean([d["gain"] for d in per.values()])), 3), "per_factor": per}

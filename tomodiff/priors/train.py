@@ -111,7 +111,8 @@ def config_differences(saved: dict, wanted: dict) -> list[str]:
     for k in sorted(set(saved) | set(wanted)):
         if k in RUNTIME_KEYS or (k == "sigma_data" and wanted.get(k) is None):
             continue
-        a, b = saved.get(k, TrainConfig.__dataclass_fields__[k].default if k in TrainConfig.__dataclass_fields__ else None), wanted.get(k)
+        field = TrainConfig.__dataclass_fields__.get(k)
+        a, b = saved.get(k, field.default if field is not None else None), wanted.get(k)
         if a != b:
             out.append(f"{k}: {a!r} -> {b!r}")
     return out
@@ -346,7 +347,9 @@ class _HeldOut:
         self.test = HeldOutScore(load_volumes(cfg.test_data)) if cfg.test_data else None
         self.out, self.log = out, log
         best = out / "best.pt"
-        self.best = torch.load(best, map_location="cpu", weights_only=False)["val"]["gain"] if best.exists() else -math.inf
+        self.best = -math.inf
+        if best.exists():
+            self.best = torch.load(best, map_location="cpu", weights_only=False)["val"]["gain"]
 
     def __call__(self, ema, step: int, elapsed: float, cpu_s: float | None = None) -> None:
         ema.eval()
