@@ -22,7 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-NOMINAL = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
+sys.path.insert(0, str(Path(__file__).parent))
+from sampler_eval import NOMINAL  # noqa: E402 (the benchmarks folder is not a package)
 TRAIN_CT = ["lidc0314_chest", "philips_head_phantom"]
 
 
@@ -87,24 +88,10 @@ def main(argv=None) -> int:
 
 
 def write_report(res, out: Path):
-    import matplotlib
+    from sampler_eval import plot_coverage
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.2, 4))
-    for key, label in (("phantoms", "held-out phantoms"), ("real_head", "real head (held out)")):
-        for kind, style in (("raw", "--"), ("calibrated", "-")):
-            ax.plot(NOMINAL, [res[key][str(q)][kind] for q in NOMINAL], style, marker="o", label=f"{label}, {kind}")
-    ax.plot([0.5, 1], [0.5, 1], "k:", lw=1)
-    ax.plot([0.9, 0.9], [0.8, 0.95], color="g", lw=6, alpha=0.3, label="target at 90%")
-    ax.set_xlim(0.45, 1.02), ax.set_ylim(0, 1.02)
-    ax.set_xlabel("nominal coverage of the central interval"), ax.set_ylabel("observed coverage")
-    ax.set_title(f"k = {res['k']:.2f}, fitted on training phantoms + training CT", fontsize=9)
-    ax.legend(fontsize=6), ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out / "calibration_curve.png", dpi=110)
-    plt.close(fig)
+    plot_coverage({"held-out phantoms": res["phantoms"], "real head (held out)": res["real_head"]},
+                  f"k = {res['k']:.2f}, fitted on training phantoms + training CT", out / "calibration_curve.png")
     ph, rh = res["phantoms"]["0.9"], res["real_head"]["0.9"]
     lines = ["# Calibrated uncertainty of the default sampler", "",
              f"`python benchmarks/calibration.py` — prior `{res['prior']}`, `method=\"auto\"` ({res['auto']}), 8 views, "

@@ -13,23 +13,12 @@ import warnings
 import pytest
 import torch
 
-from tomodiff.operators import GaussianNoise, Mask, random_pixel_mask, simulate
-from tomodiff.priors import GaussianPrior, karras_sigmas
+from tomodiff.operators import Mask, random_pixel_mask
+from tomodiff.priors import karras_sigmas
 from tomodiff.samplers import CGWarning, StepContext, ddpm, diffpir
 
-from .test_pigdm_exact import _closed_form_conditional_mean
-
-SHAPE = (1, 8, 8)
-MEAN, VAR, SIGMA_Y = 0.2, 0.5, 0.1
-N_SAMPLES = 2000
-
-
-def _problem(A, seed=0):
-    prior = GaussianPrior(SHAPE, MEAN, VAR)
-    g = torch.Generator().manual_seed(seed)
-    x = prior.sample(1, generator=g)
-    y = simulate(A, x, GaussianNoise(SIGMA_Y), generator=g)
-    return prior, y, prior.posterior(A, y, SIGMA_Y, method="dense")
+# the same Gaussian prior and problems as the ΠGDM closed-form tests
+from .test_pigdm_exact import N_SAMPLES, SHAPE, SIGMA_Y, VAR, _closed_form_conditional_mean, _problem
 
 
 def test_data_step_is_the_exact_conditional_mean(helpers):

@@ -84,6 +84,17 @@ def _write_array(group, name, arr):
                                 shuffle=True)
 
 
+def write_geometry_attrs(d, geometry: dict) -> None:
+    """A sinogram dataset's geometry attributes: the whole ``to_dict()`` as JSON, each field as its
+    own attribute (angles in radians, said in ``angles_units``)."""
+    d.attrs["geometry_json"] = json.dumps(_jsonable(geometry))
+    for k, v in geometry.items():
+        if v is not None:
+            d.attrs[k] = np.asarray(v) if isinstance(v, (list, tuple)) else v
+    if "angles" in geometry:
+        d.attrs["angles_units"] = "rad"
+
+
 def _jsonable(obj):
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -121,12 +132,7 @@ def write_project(path, data: ProjectData) -> Path:
             d = _write_array(f, "sinogram", sino)
             d.attrs["axes"] = "angle,col" if sino.ndim == 2 else "angle,row,col"
             if geometry is not None:
-                d.attrs["geometry_json"] = json.dumps(_jsonable(geometry))
-                for k, v in geometry.items():
-                    if v is not None:
-                        d.attrs[k] = np.asarray(v) if isinstance(v, (list, tuple)) else v
-                if "angles" in geometry:
-                    d.attrs["angles_units"] = "rad"
+                write_geometry_attrs(d, geometry)
         elif geometry is not None:
             f.attrs["geometry_json"] = json.dumps(_jsonable(geometry))
         if ref is not None:

@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_h5, atomic_path
-from .project_file import FORMAT, FORMAT_VERSION, ProjectFileError, _jsonable
+from .project_file import FORMAT, FORMAT_VERSION, ProjectFileError, _jsonable, write_geometry_attrs
 from .scans import RawScan, ScanFormatError, _angles_rad, _attr_str, normalize
 
 #: HDF5 chunk of streamed volumes, at most (Z, Y, X) = (8, 256, 256): a slab writes whole chunks
@@ -329,15 +329,6 @@ def run_key(params: dict) -> str:
     return hashlib.sha256(json.dumps(_jsonable(params), sort_keys=True).encode()).hexdigest()
 
 
-def _geometry_attrs(d, geometry: dict):
-    d.attrs["geometry_json"] = json.dumps(_jsonable(geometry))
-    for k, v in geometry.items():
-        if v is not None:
-            d.attrs[k] = np.asarray(v) if isinstance(v, (list, tuple)) else v
-    if "angles" in geometry:
-        d.attrs["angles_units"] = "rad"
-
-
 def write_volume(out, *, source: SinogramSource, plan, store: SlabStore, keep_samples: bool,
                  provenance_fn, on_chunk=None, scale: float = 1.0) -> Path:
     """Merge the stored slabs of ``plan`` into project file ``out`` (atomically) and return its path.
@@ -349,7 +340,6 @@ def write_volume(out, *, source: SinogramSource, plan, store: SlabStore, keep_sa
     ``on_chunk(z0, z1, mean_chunk, nfe_of_the_slab)`` accumulated over the slabs). Stored slabs are in the
     scaled units of the scale step; ``scale`` multiplies mean, std and samples back after joining.
     """
-    import torch
 
     from .._version import __version__
     from ..recon.slabs import slab_weights
@@ -366,7 +356,7 @@ def write_volume(out, *, source: SinogramSource, plan, store: SlabStore, keep_sa
             f.attrs.update(format=FORMAT, format_version=FORMAT_VERSION, tomodiff_version=__version__)
             sino = f.create_dataset("sinogram", shape=(A, V, U), dtype="f4", chunks=(1, min(V, 64), min(U, 1024)), **gz)
             sino.attrs["axes"] = "angle,row,col"
-            _geometry_attrs(sino, source.geometry.to_dict())
+            write_geometry_attrs(sino, source.geometry.to_dict())
             step = max(1, plan[0][1] - plan[0][0])
             for a in range(0, V, step):
                 b = min(a + step, V)

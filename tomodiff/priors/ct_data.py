@@ -145,10 +145,6 @@ def load_volumes(paths, key: str | None = None) -> list[Volume]:
     return vols
 
 
-def _plane(vol: torch.Tensor, axis: int, index: int) -> torch.Tensor:
-    return vol.select(axis, index)
-
-
 def random_slice_crop(vol: Volume, size: int, rng: np.random.Generator, *, scale_range=(1.0, 4.0),
                       orient: bool = True, tries: int = 4) -> torch.Tensor:
     """One ``(1, size, size)`` training slice of ``vol`` (see the module docstring)."""
@@ -162,7 +158,7 @@ def random_slice_crop(vol: Volume, size: int, rng: np.random.Generator, *, scale
         region = min(int(round(size * float(np.exp(rng.uniform(lo, hi))))), h, w)
         i = int(rng.integers(vol.shape[axis]))
         y, x = int(rng.integers(h - region + 1)), int(rng.integers(w - region + 1))
-        crop = _plane(vol.data, axis, i)[y:y + region, x:x + region]
+        crop = vol.data.select(axis, i)[y:y + region, x:x + region]
         if (crop > FILL_LEVEL).float().mean() >= MIN_FILL or attempt == tries - 1:
             break
     if region != size:

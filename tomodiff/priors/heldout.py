@@ -15,15 +15,14 @@ import torch.nn.functional as F
 from scipy import ndimage
 
 from .ct_data import FILL_LEVEL, Volume
+from .evaluate import FILTER_WIDTHS, psnr
 
 FACTORS = (1, 2, 4)
-FILTER_WIDTHS = (0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5, 2.0)
 
 
 def _psnr(x: np.ndarray, ref: np.ndarray) -> np.ndarray:
     """Per-slice PSNR (dB) for data range 1; x, ref ``(N, 1, H, W)``."""
-    mse = np.mean((x.astype(np.float64) - ref) ** 2, axis=(1, 2, 3))
-    return 10 * np.log10(1.0 / np.maximum(mse, 1e-20))
+    return psnr(x, ref, axes=(1, 2, 3))
 
 
 def eval_slices(volumes: list[Volume], n_per_volume: int = 6, max_size: int = 256,

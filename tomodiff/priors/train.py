@@ -32,8 +32,7 @@ import numpy as np
 import torch
 
 from .. import phantoms
-from .ct_data import Volume, intensity_jitter, random_slice_crop
-from .ct_data import load_volumes as _load_checked
+from .ct_data import Volume, intensity_jitter, load_volumes, random_slice_crop
 from .edm import NOISE_DISTRIBUTIONS, EDMDenoiser, heun_sample
 from .unet import UNet, n_params
 
@@ -119,12 +118,6 @@ def config_differences(saved: dict, wanted: dict) -> list[str]:
 
 
 # -- data ------------------------------------------------------------------------------------------
-def load_volumes(paths, key: str | None = None) -> list[Volume]:
-    """Checked ``(Z, Y, X)`` training volumes in [0, 1] units with their spacing; see
-    :func:`tomodiff.priors.ct_data.load_volumes` (npy, npz, h5, NIfTI; files or directories)."""
-    return _load_checked(paths, key)
-
-
 def _crop(vol, size: int, dims: int, rng: np.random.Generator) -> torch.Tensor:
     """A random ``size``² axial slice crop (dims=2) or ``size``³ patch (dims=3) of a (Z, Y, X) volume."""
     vol = vol.data if isinstance(vol, Volume) else vol
