@@ -33,6 +33,13 @@ def add_parser(sub):
                    help="volume data: region of size*s resampled to size, s log-uniform in LOW,HIGH")
     p.add_argument("--no-augment", action="store_true",
                    help="volume data: plain axial crops (no orientations, flips, rescaling, intensity jitter)")
+    p.add_argument("--context", type=int, default=0, metavar="K",
+                   help="2.5D prior: denoise each slice from its K neighbours on each side (volume data; 0: a "
+                        "slice prior)")
+    p.add_argument("--conditional", action="store_true",
+                   help="conditional prior for classifier-free guidance: trained on (slice, FBP of a simulated "
+                        "sparse-view scan) pairs with condition dropout (volume data)")
+    p.add_argument("--cond-dropout", type=float, default=0.15, help="conditional: share of steps without condition")
     p.add_argument("--precision", choices=("fp32", "bf16"), default="fp32",
                    help="bf16: autocast the forward/backward (about 1.6-2x faster on CPUs with AVX-512 BF16)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (0: torch's default)")
@@ -71,7 +78,7 @@ def _validate(args) -> None:
 
     from ._common import check_output_dir, check_output_file
 
-    for name, lo in (("size", 1), ("source_size", 1), ("batch", 1), ("steps", 1), ("eval_every", 1),
+    for name, lo in (("size", 1), ("source_size", 1), ("batch", 1), ("steps", 1), ("eval_every", 1), ("context", 0),
                      ("grid_samples", 0), ("threads", 0), ("seed", 0)):
         v = getattr(args, name, None)
         if v is not None and v < lo:
@@ -128,7 +135,8 @@ def run(args) -> int:
                       threads=args.threads or None, device=args.device, grid_samples=args.grid_samples,
                       augment=not args.no_augment, scale_range=tuple(float(v) for v in args.scale_range.split(",")),
                       precision=args.precision, val_data=args.val_data, test_data=args.test_data,
-                      eval_every=args.eval_every, **kw)
+                      eval_every=args.eval_every, context=args.context, conditional=args.conditional,
+                      cond_dropout=args.cond_dropout, **kw)
     ckpt_file = Path(args.out_dir) / "checkpoint.pt"
     if ckpt_file.exists():
         cfg = _resume_config(ckpt_file, cfg, args)

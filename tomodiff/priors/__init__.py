@@ -21,6 +21,7 @@ _LAZY = {
     # trained priors: networks, shipped weights (phantoms/priors engineer)
     "load": "registry", "available": "registry", "DEFAULT_PRIOR": "registry", "load_file": "registry", "save_prior": "registry",
     "PriorFileError": "registry", "SlicePrior": "slice_prior", "PatchPrior": "patch_prior",
+    "SlabPrior": "slab_prior",
     "UNet": "unet", "EDMDenoiser": "edm",
 }
 

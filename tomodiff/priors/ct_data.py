@@ -179,3 +179,60 @@ def intensity_jitter(x: torch.Tensor, rng: np.random.Generator, gain=(0.8, 1.2),
         top = float(rng.uniform(0.5, 1.0))
         x = (x / top).clamp(0, 1)
     return x
+
+
+def random_slab_crop(vol: Volume, size: int, context: int, rng: np.random.Generator, *, scale_range=(1.0, 4.0),
+                     thickness_range=(0.5, 2.0), tries: int = 4) -> torch.Tensor:
+    """One ``(2k+1, size, size)`` training stack of adjacent slices of ``vol`` (k = ``context``), for
+    a 2.5D prior.
+
+    In-plane it is drawn as :func:`random_slice_crop` (orientation, scale ``s``, flip, rotation).
+    Through the plane the slices are ``t`` in-plane pixels apart (in mm, so anisotropic voxels are
+    handled), ``t`` log-uniform in ``thickness_range``: users' volumes have slices thinner and
+    thicker than their pixels. The volume is smoothed along that axis by a Gaussian of width
+    ``0.3·step`` before linear interpolation when the step exceeds a voxel, so coarse slices are
+    slab averages as a scanner (or a block-averaged volume) gives them. The stack's order is
+    reversed half the time. Slab ends beyond the volume repeat its edge slice.
+    """
+    from scipy.ndimage import gaussian_filter1d
+
+    axes = vol.planes(size)
+    if not axes:
+        raise VolumeDataError(f"volume {vol.name} {vol.shape} has no plane of at least {size}² pixels")
+    k = int(context)
+    for attempt in range(tries):
+        axis = axes[int(rng.integers(len(axes)))]
+        in_plane = [d for d in range(3) if d != axis]
+        h, w = (vol.shape[d] for d in in_plane)
+        lo, hi = np.log(scale_range[0]), np.log(scale_range[1])
+        region = min(int(round(size * float(np.exp(rng.uniform(lo, hi))))), h, w)
+        pixel_mm = float(np.mean([vol.spacing[d] for d in in_plane])) * region / size
+        t_lo, t_hi = np.log(thickness_range[0]), np.log(thickness_range[1])
+        step = pixel_mm * float(np.exp(rng.uniform(t_lo, t_hi))) / vol.spacing[axis]  # in voxels along axis
+        n = vol.shape[axis]
+        if k and 2 * k * step > n - 1:
+            step = (n - 1) / (2 * k)
+        centre = float(rng.uniform(k * step, n - 1 - k * step)) if n > 1 else 0.0
+        y, x = int(rng.integers(h - region + 1)), int(rng.integers(w - region + 1))
+        pos = centre + step * np.arange(-k, k + 1)
+        i0 = max(0, int(np.floor(pos[0] - step)))
+        i1 = min(n - 1, int(np.ceil(pos[-1] + step)))
+        block = vol.data.narrow(axis, i0, i1 - i0 + 1).movedim(axis, 0)[:, y:y + region, x:x + region].numpy()
+        if step > 1:
+            block = gaussian_filter1d(block, 0.3 * step, axis=0, mode="nearest")
+        p = np.clip(pos - i0, 0, block.shape[0] - 1)
+        j = np.minimum(np.floor(p).astype(int), block.shape[0] - 2) if block.shape[0] > 1 else np.zeros(len(p), int)
+        frac = (p - j)[:, None, None] if block.shape[0] > 1 else 0.0
+        nxt = np.minimum(j + 1, block.shape[0] - 1)
+        stack = torch.from_numpy(np.ascontiguousarray((1 - frac) * block[j] + frac * block[nxt], dtype=np.float32))
+        if (stack[k] > FILL_LEVEL).float().mean() >= MIN_FILL or attempt == tries - 1:
+            break
+    if region != size:
+        stack = F.interpolate(stack[None], size=(size, size), mode="bilinear", antialias=True,
+                              align_corners=False)[0]
+    stack = torch.rot90(stack, int(rng.integers(4)), dims=(1, 2))
+    if rng.random() < 0.5:
+        stack = stack.flip(2)
+    if rng.random() < 0.5:
+        stack = stack.flip(0)
+    return stack.contiguous()

@@ -36,35 +36,64 @@ class EDMDenoiser(nn.Module):
 
     x: ``(B, C, *spatial)`` in data units (phantoms: [0, 1]); sigma: noise std in data units,
     float or B values. Returns a tensor shaped like x. Differentiable in x.
+
+    Two variants read more than the noisy image (the network's ``in_channels`` say how many):
+
+    context = k > 0 (a 2.5D prior): x is ``(B, 2k+1, H, W)``, a stack of adjacent noisy slices
+        (all at the same σ); the result is the denoised centre slice ``(B, 1, H, W)``, and EDM's
+        skip term uses the centre slice.
+    conditional: the network also sees a condition image ``cond`` ``(B, 1, H, W)`` in data units
+        (a classical reconstruction of the same slice) and a presence flag; ``cond=None`` (or
+        ``keep`` 0 for a sample) gives the unconditional denoiser of the same network, which is
+        what classifier-free guidance combines it with.
     """
 
-    def __init__(self, net: nn.Module, sigma_data: float = 0.5, offset: float = 0.5, scale: float = 2.0):
+    def __init__(self, net: nn.Module, sigma_data: float = 0.5, offset: float = 0.5, scale: float = 2.0, *,
+                 context: int = 0, conditional: bool = False):
         super().__init__()
         self.net = net
         self.sigma_data, self.offset, self.scale = float(sigma_data), float(offset), float(scale)
+        self.context, self.conditional = int(context), bool(conditional)
 
-    def precond(self, u: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """Preconditioned denoiser in the normalised space; ``s`` is ``(B, 1, ...)`` (normalised σ)."""
+    def _net_input(self, u: torch.Tensor, c_in: torch.Tensor, cond_u, keep) -> torch.Tensor:
+        if not self.conditional:
+            return c_in * u
+        shape = (u.shape[0], 1, *u.shape[2:])
+        if cond_u is None:
+            present = u.new_zeros(shape)
+            return torch.cat([c_in * u, present, present], dim=1)
+        present = (u.new_ones(shape) if keep is None else keep.to(u.dtype).view(-1, *([1] * (u.dim() - 1))).expand(shape))
+        return torch.cat([c_in * u, cond_u.to(u.dtype) * present, present], dim=1)
+
+    def precond(self, u: torch.Tensor, s: torch.Tensor, cond_u: torch.Tensor | None = None,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+        """Preconditioned denoiser in the normalised space; ``s`` is ``(B, 1, ...)`` (normalised σ);
+        ``cond_u`` the normalised condition, ``keep`` ``(B,)`` 1/0 per sample (condition dropout)."""
         sd = self.sigma_data
         s = s.clamp_min(1e-8)
         c_skip = sd ** 2 / (s ** 2 + sd ** 2)
         c_out = s * sd / (s ** 2 + sd ** 2).sqrt()
         c_in = 1.0 / (s ** 2 + sd ** 2).sqrt()
         c_noise = s.reshape(-1).log() / 4
-        return c_skip * u + c_out * self.net(c_in * u, c_noise).to(u.dtype)
+        centre = u[:, self.context:self.context + 1] if self.context else u
+        return c_skip * centre + c_out * self.net(self._net_input(u, c_in, cond_u, keep), c_noise).to(u.dtype)
 
-    def forward(self, x: torch.Tensor, sigma) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma, cond: torch.Tensor | None = None) -> torch.Tensor:
         s = sigma_per_sample(sigma, x) * self.scale
         dtype = next(self.net.parameters()).dtype
         u = ((x - self.offset) * self.scale).to(dtype)
-        return (self.precond(u, s.to(dtype)) / self.scale + self.offset).to(x.dtype)
+        cond_u = None if cond is None else ((cond - self.offset) * self.scale).to(dtype)
+        return (self.precond(u, s.to(dtype), cond_u) / self.scale + self.offset).to(x.dtype)
 
-    def loss(self, u0: torch.Tensor, s: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-        """EDM training loss (per sample, ``(B,)``) on clean normalised data ``u0`` at normalised σ ``s``."""
+    def loss(self, u0: torch.Tensor, s: torch.Tensor, noise: torch.Tensor, cond_u: torch.Tensor | None = None,
+             keep: torch.Tensor | None = None) -> torch.Tensor:
+        """EDM training loss (per sample, ``(B,)``) on clean normalised data ``u0`` at normalised σ ``s``
+        (2.5D: ``u0`` is the clean slab and the target its centre slice)."""
         sd = self.sigma_data
         w = (s ** 2 + sd ** 2) / (s * sd) ** 2
-        d = self.precond(u0 + s * noise, s)
-        return (w * (d - u0) ** 2).flatten(1).mean(1)
+        d = self.precond(u0 + s * noise, s, cond_u, keep)
+        target = u0[:, self.context:self.context + 1] if self.context else u0
+        return (w * (d - target) ** 2).flatten(1).mean(1)
 
 
 def karras_sigmas(n: int, sigma_min: float, sigma_max: float, rho: float = 7.0) -> torch.Tensor:

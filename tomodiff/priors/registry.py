@@ -45,6 +45,15 @@ def save_prior(denoiser, config: dict, info: dict, path) -> Path:
     return path
 
 
+def network_shape(config: dict) -> dict:
+    """The U-Net's constructor arguments for a training configuration: one input channel, or 2k+1
+    for a 2.5D prior (``context`` k), or image + condition + presence flag for a conditional one."""
+    k, conditional = int(config.get("context", 0)), bool(config.get("conditional", False))
+    in_channels = 3 if conditional else 2 * k + 1
+    return {"dims": config["dims"], "in_channels": in_channels, "out_channels": 1,
+            "channels": tuple(config["channels"]), "emb_dim": config["emb_dim"]}
+
+
 def load_file(path, *, device=None, expected_sha256: str | None = None):
     """Load a prior file as a :class:`SlicePrior` (2D networks) or :class:`PatchPrior` (3D)."""
     from .edm import EDMDenoiser
@@ -65,8 +74,8 @@ def load_file(path, *, device=None, expected_sha256: str | None = None):
     if not isinstance(obj, dict) or obj.get("format") != FORMAT:
         raise PriorFileError(f"{path} is not a tomodiff prior file (expected format {FORMAT!r})")
     c = obj["config"]
-    net = UNet(dims=c["dims"], in_channels=1, channels=tuple(c["channels"]), emb_dim=c["emb_dim"])
-    den = EDMDenoiser(net, **obj["precond"])
+    den = EDMDenoiser(UNet(**network_shape(c)), **obj["precond"], context=c.get("context", 0),
+                      conditional=c.get("conditional", False))
     try:
         den.load_state_dict(obj["state_dict"])
     except RuntimeError as err:
@@ -75,6 +84,9 @@ def load_file(path, *, device=None, expected_sha256: str | None = None):
     if device is not None:
         den.to(device)
     cls = SlicePrior if c["dims"] == 2 else PatchPrior
+    if c.get("context", 0):
+        from .slab_prior import SlabPrior
+        cls = SlabPrior
     return cls(den, size=int(c["size"]), info=obj["info"])
 
 

@@ -32,8 +32,10 @@ import numpy as np
 import torch
 
 from .. import phantoms
-from .ct_data import Volume, intensity_jitter, load_volumes, random_slice_crop
+from .ct_data import Volume, intensity_jitter, load_volumes, random_slab_crop, random_slice_crop
 from .edm import NOISE_DISTRIBUTIONS, EDMDenoiser, heun_sample
+from .ct_pairs import random_acquisition, scan_and_reconstruct
+from .registry import network_shape
 from .unet import UNet, n_params
 
 OFFSET, SCALE = 0.5, 2.0  # [0, 1] data -> [-1, 1] network space
@@ -74,9 +76,26 @@ class TrainConfig:
     val_data: str | list | None = None
     test_data: str | list | None = None
     eval_every: int = 250
+    context: int = 0
+    thickness_range: tuple = (0.5, 2.0)
+    conditional: bool = False
+    cond_dropout: float = 0.15
+    cond_views: tuple = (4, 64)
+    cond_arc_prob: float = 0.3
+    cond_noise: tuple = (0.002, 0.03)
 
     def __post_init__(self):
         self.scale_range = tuple(float(s) for s in self.scale_range)
+        self.thickness_range = tuple(float(s) for s in self.thickness_range)
+        self.cond_views, self.cond_noise = tuple(int(v) for v in self.cond_views), tuple(float(v) for v in self.cond_noise)
+        if self.context < 0 or self.context > 8:
+            raise ValueError(f"context must be 0 (a slice prior) or 1..8 slices each side, got {self.context}")
+        if (self.context or self.conditional) and (self.dims != 2 or self.data is None):
+            raise ValueError("a 2.5D (context > 0) or conditional prior needs dims=2 and volume data")
+        if self.context and self.conditional:
+            raise ValueError("a prior is either 2.5D (context > 0) or conditional, not both")
+        if not 0.0 <= self.cond_dropout < 1.0:
+            raise ValueError(f"cond_dropout must be in [0, 1), got {self.cond_dropout}")
         if self.precision not in ("fp32", "bf16"):
             raise ValueError(f"precision must be 'fp32' or 'bf16', got {self.precision!r}")
         if not 1.0 <= self.scale_range[0] <= self.scale_range[1]:
@@ -94,9 +113,7 @@ class TrainConfig:
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
-        d["channels"], d["families"] = list(self.channels), list(self.families)
-        d["scale_range"] = list(self.scale_range)
-        return d
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}
 
 
 # settings that may change when a run resumes: stopping rule, runtime knobs and evaluation only
@@ -136,6 +153,11 @@ def make_batch(cfg: TrainConfig, step: int, volumes: list | None = None) -> torc
     rng = np.random.default_rng([cfg.run_seed, step, 11])
     if volumes is not None:
         picks = [volumes[int(rng.integers(len(volumes)))] for _ in range(cfg.batch)]
+        if cfg.context:
+            return torch.stack([intensity_jitter(random_slab_crop(v, cfg.size, cfg.context, rng,
+                                                                  scale_range=cfg.scale_range,
+                                                                  thickness_range=cfg.thickness_range), rng)
+                                for v in picks])
         if cfg.dims == 2 and cfg.augment:
             return torch.stack([intensity_jitter(random_slice_crop(v, cfg.size, rng, scale_range=cfg.scale_range), rng)
                                 for v in picks])
@@ -154,8 +176,21 @@ def make_batch(cfg: TrainConfig, step: int, volumes: list | None = None) -> torc
 # -- model -----------------------------------------------------------------------------------------
 def build_denoiser(cfg: TrainConfig | dict, sigma_data: float) -> EDMDenoiser:
     c = cfg.to_dict() if isinstance(cfg, TrainConfig) else cfg
-    net = UNet(dims=c["dims"], in_channels=1, channels=tuple(c["channels"]), emb_dim=c["emb_dim"])
-    return EDMDenoiser(net, sigma_data=sigma_data, offset=OFFSET, scale=SCALE)
+    return EDMDenoiser(UNet(**network_shape(c)), sigma_data=sigma_data, offset=OFFSET, scale=SCALE,
+                       context=c.get("context", 0), conditional=c.get("conditional", False))
+
+
+def make_condition(cfg: TrainConfig, step: int, clean_u: torch.Tensor):
+    """Conditional priors: ``(cond_u, keep)`` for a clean normalised batch, both functions of
+    ``(run_seed, step)``: the FBP of a simulated scan (:mod:`.ct_pairs`) in normalised units and the
+    per-sample 1/0 of condition dropout."""
+    rng = np.random.default_rng([cfg.run_seed, step, 5])
+    acq = random_acquisition(rng, clean_u.shape[0], views=cfg.cond_views, arc_prob=cfg.cond_arc_prob,
+                             noise=cfg.cond_noise)
+    g = torch.Generator().manual_seed(int(rng.integers(2 ** 62)))
+    cond = scan_and_reconstruct(clean_u.float().cpu() / SCALE + OFFSET, acq, g)
+    keep = torch.from_numpy((rng.random(clean_u.shape[0]) >= cfg.cond_dropout).astype(np.float32))
+    return ((cond - OFFSET) * SCALE).to(clean_u.device), keep.to(clean_u.device)
 
 
 def _estimate_sigma_data(cfg: TrainConfig, volumes) -> float:
@@ -276,8 +311,9 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True
             g = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.run_seed, step, 3]).generate_state(1)[0]))
             s = sample_sigma(u0.shape[0], g).view(-1, *([1] * (u0.dim() - 1))).to(dev)
             noise = torch.randn(u0.shape, generator=g).to(dev)
+            cond = make_condition(cfg, step, u0) if cfg.conditional else (None, None)
             with torch.autocast(**autocast):
-                loss = model.loss(u0, s, noise).mean()
+                loss = model.loss(u0, s, noise, *cond).mean()
             opt.zero_grad(set_to_none=True)
             loss.backward()
             torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
@@ -308,7 +344,7 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True
         checkpoint()
         log.write(f"# checkpoint at step {step}, elapsed {elapsed:.0f} s\n")
         log.flush()
-    if grid and cfg.grid_samples > 0:
+    if grid and cfg.grid_samples > 0 and not cfg.context:  # a 2.5D prior's samples need a volume
         save_sample_grid(ema, cfg, out / f"samples_step{step}.png", cfg.grid_samples)
     log.close()
     return ckpt_path
@@ -331,25 +367,48 @@ def _checkpoint_on_sigterm():
 
 
 class _HeldOut:
-    """Scores the EMA weights on held-out volumes, appends to ``heldout.jsonl``, keeps ``best.pt``."""
+    """Scores the EMA weights on held-out volumes, appends to ``heldout.jsonl``, keeps ``best.pt``.
+
+    Slice priors: :class:`~.heldout.HeldOutScore`; 2.5D priors: the same on stacks of neighbours,
+    the network wrapped as a :class:`~.slab_prior.SlabPrior`; conditional priors:
+    :class:`~.heldout.ConditionalScore` selects, and the unconditional branch's denoising score
+    (condition dropped) is logged beside it.
+    """
 
     def __init__(self, cfg: TrainConfig, out: Path, log):
-        from .heldout import HeldOutScore
+        from .heldout import ConditionalScore, HeldOutScore
 
-        self.val = HeldOutScore(load_volumes(cfg.val_data))
-        self.test = HeldOutScore(load_volumes(cfg.test_data)) if cfg.test_data else None
+        self.cfg = cfg
+        val, test = load_volumes(cfg.val_data), load_volumes(cfg.test_data) if cfg.test_data else None
+        if cfg.conditional:
+            self.val, self.test = ConditionalScore(val), ConditionalScore(test) if test else None
+            self.uncond = HeldOutScore(val)
+        else:
+            self.val = HeldOutScore(val, context=cfg.context)
+            self.test = HeldOutScore(test, context=cfg.context) if test else None
+            self.uncond = None
         self.out, self.log = out, log
         best = out / "best.pt"
         self.best = -math.inf
         if best.exists():
             self.best = torch.load(best, map_location="cpu", weights_only=False)["val"]["gain"]
 
+    def _scored(self, ema):
+        if self.cfg.context:
+            from .slab_prior import SlabPrior
+            return SlabPrior(ema, self.cfg.size, max_batch=self.cfg.batch)
+        return ema
+
     def __call__(self, ema, step: int, elapsed: float, cpu_s: float | None = None) -> None:
         ema.eval()
+        dev = next(ema.parameters()).device
+        scored = self._scored(ema)
         rec = {"step": step, "elapsed_s": round(elapsed), "cpu_s": None if cpu_s is None else round(cpu_s),
-               "val": self.val(ema)}
+               "val": self.val(scored, device=dev)}
         if self.test is not None:
-            rec["test"] = self.test(ema)
+            rec["test"] = self.test(scored, device=dev)
+        if self.uncond is not None:
+            rec["val_unconditional"] = self.uncond(ema)
         with open(self.out / "heldout.jsonl", "a") as f:
             f.write(json.dumps(rec) + "\n")
         self.log.write(f"heldout step {step} val gain {rec['val']['gain']:+.3f} dB"

@@ -63,15 +63,19 @@ class ResBlock(nn.Module):
 class UNet(nn.Module):
     """U-Net ``F(x, c_noise)`` with one residual block per level on the way down and two on the way up.
 
-    dims: 2 or 3; in_channels = out_channels; channels: width per resolution level (the first is
+    dims: 2 or 3; in_channels; out_channels (default: in_channels; a 2.5D or conditional prior
+    reads several channels and returns one); channels: width per resolution level (the first is
     full resolution); emb_dim: width of the noise embedding.
     """
 
-    def __init__(self, dims: int = 2, in_channels: int = 1, channels=(32, 64, 96, 128), emb_dim: int = 128):
+    def __init__(self, dims: int = 2, in_channels: int = 1, channels=(32, 64, 96, 128), emb_dim: int = 128,
+                 out_channels: int | None = None):
         super().__init__()
         if dims not in (2, 3):
             raise ValueError(f"UNet: dims must be 2 or 3, got {dims}")
-        self.config = {"dims": dims, "in_channels": in_channels, "channels": list(channels), "emb_dim": emb_dim}
+        out_channels = in_channels if out_channels is None else int(out_channels)
+        self.config = {"dims": dims, "in_channels": in_channels, "channels": list(channels), "emb_dim": emb_dim,
+                       "out_channels": out_channels}
         Conv = _conv(dims)
         self.dims, self.levels = dims, len(channels)
         self.embed = NoiseEmbedding(emb_dim)
@@ -86,7 +90,7 @@ class UNet(nn.Module):
         for c in reversed(channels):
             self.up.append(ResBlock(dims, c_prev + c, c, emb_dim))
             c_prev = c
-        self.head = nn.Sequential(nn.GroupNorm(_groups(c_prev), c_prev), nn.SiLU(), Conv(c_prev, in_channels, 3, padding=1))
+        self.head = nn.Sequential(nn.GroupNorm(_groups(c_prev), c_prev), nn.SiLU(), Conv(c_prev, out_channels, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
