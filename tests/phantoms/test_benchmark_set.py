@@ -38,7 +38,9 @@ def test_files_match_manifest_checksums(entry):
 def test_files_are_what_the_generator_makes(entry):
     vol = M.load(BENCH / entry["file"])
     fresh = P.generate(entry["family"], entry["shape"], entry["seed"]).numpy()
-    np.testing.assert_allclose(vol, fresh, atol=M.QUANT / 2 + 1e-7, rtol=0)
+    # stored = fresh rounded to QUANT, so they differ by QUANT/2 at most, plus float32 rounding in the
+    # generator that differs between CPUs (measured 2e-6 on one here, at 8 of 262,144 voxels)
+    np.testing.assert_allclose(vol, fresh, atol=M.QUANT / 2 + 1e-5, rtol=0)
 
 
 def test_seed_ranges_are_disjoint():
