@@ -55,7 +55,7 @@ def test_disk_full_on_output_keeps_the_checkpoint_and_the_rerun_resumes(scan, tm
     def no_recompute(*args, **kwargs):
         raise AssertionError("a resumed run must not sample finished slabs again")
 
-    monkeypatch.setattr(recon_module, "_diffusion_slab", no_recompute)
+    monkeypatch.setattr(recon_module, "solve_diffusion", no_recompute)
     assert main(_pigdm(scan, out, ckpt)) == 0
     capsys.readouterr()
     data = read_project(out)
@@ -65,7 +65,7 @@ def test_disk_full_on_output_keeps_the_checkpoint_and_the_rerun_resumes(scan, tm
 
 def test_wrong_resume_is_refused_with_what_differs(scan, tmp_path, capsys, monkeypatch):
     out, ckpt = tmp_path / "recon.h5", tmp_path / "run.ckpt"
-    original, calls = recon_module._diffusion_slab, {"n": 0}
+    original, calls = recon_module.solve_diffusion, {"n": 0}
 
     def interrupted(*args, **kwargs):
         calls["n"] += 1
@@ -74,7 +74,7 @@ def test_wrong_resume_is_refused_with_what_differs(scan, tmp_path, capsys, monke
         return original(*args, **kwargs)
 
     with monkeypatch.context() as m:
-        m.setattr(recon_module, "_diffusion_slab", interrupted)
+        m.setattr(recon_module, "solve_diffusion", interrupted)
         assert main(_pigdm(scan, out, ckpt)) == 130
     capsys.readouterr()
     assert ckpt.exists() and not out.exists()

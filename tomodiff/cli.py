@@ -14,16 +14,24 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
+import warnings
 
 from ._version import __version__
+from .io.atomic import install_sigterm_handler
 
 # module names under tomodiff.commands, in the order --help lists them
 COMMANDS = ["demo", "simulate", "reconstruct", "benchmark", "demo2d", "train_prior", "info", "view", "selftest"]
 
 
 class _Parser(argparse.ArgumentParser):
-    """argparse with one-line errors (no usage block): ``tomodiff reconstruct: error: ...``."""
+    """argparse with one-line errors (no usage block): ``tomodiff reconstruct: error: ...``, and no
+    prefix matching (``--center auto`` must not be read as ``--center-offset auto``)."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         self.exit(2, f"{self.prog}: error: {one_line(message)} (see {self.prog} --help)\n")
@@ -58,16 +66,12 @@ def _message(err: BaseException) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from .io.atomic import install_sigterm_handler
-
     parser = build_parser()
     args = parser.parse_args(argv)
     if not getattr(args, "func", None):
         parser.print_help()
         return 0
     installed = install_sigterm_handler()
-    import warnings
-
     def one_line_warning(message, category, filename, lineno, file=None, line=None):
         print(f"tomodiff {args.command}: warning: {one_line(message)}", file=sys.stderr)
 
@@ -87,8 +91,6 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         warnings.showwarning = show
         if installed:
-            import signal
-
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
 
 

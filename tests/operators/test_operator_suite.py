@@ -22,6 +22,15 @@ def test_dot_test_float64(case):
 
 
 @pytest.mark.parametrize("case", CASES)
+def test_dot_test_method_is_the_function(case):
+    A = case.build()
+    options = dict(generator=torch.Generator().manual_seed(5), batch=(2, 1), dtype=torch.float64)
+    err = A.dot_test(**options)
+    assert err == dot_test(A, **{**options, "generator": torch.Generator().manual_seed(5)})
+    assert A.dot_test() == dot_test(A) < case.dot_tol
+
+
+@pytest.mark.parametrize("case", CASES)
 def test_float32_dot_test_and_dtype(case):
     A = case.build()
     assert dot_test(A, dtype=torch.float32) < 1e-5

@@ -53,7 +53,7 @@ def match(d: Path):
     from tomodiff.priors import load
 
     A, x, y = problem(12, 64, 16)
-    prior = load("slice-64")
+    prior = load("slice-64", precision="auto")  # as the CLI loads it, in one process and under torchrun
     kw = dict(method="pigdm", steps=2, n_samples=2, sigma_y=0.02, slab=6, overlap=2, seed=1)
     api = reconstruct(A, y, prior=prior, progress=False, **kw)
     world = int(os.environ.get("WORLD_SIZE", "1"))

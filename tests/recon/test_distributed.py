@@ -137,9 +137,9 @@ def test_idle_ranks_say_so_and_exit_cleanly(tmp_path):
     assert read_project(tmp_path / "out.h5").reconstruction["mean"].shape == (8, 16, 16)
 
 
-def test_reconstruct_resumes_from_the_checkpoint_files_of_other_ranks(tmp_path):
-    """reconstruct() under torchrun keeps one checkpoint file per rank (``PATH.rank<R>``); a rerun
-    with another number of ranks (here one process) loads them all and redoes only what is missing."""
+def test_reconstruct_resumes_from_the_checkpoint_directory(tmp_path):
+    """reconstruct() keeps finished slabs in one checkpoint directory, one file per slab, whichever
+    rank wrote them; a rerun (with any number of ranks; here one process) redoes only what is missing."""
     import numpy as np
 
     from tomodiff.ct import Projector, parallel_beam
@@ -163,7 +163,7 @@ def test_reconstruct_resumes_from_the_checkpoint_files_of_other_ranks(tmp_path):
     calls.update(n=0, stop=5)  # interrupted in the second slab of the first pass: slab 0 is done
     with pytest.raises(KeyboardInterrupt):
         reconstruct(A, y, checkpoint=ckpt, **kw)
-    ckpt.rename(tmp_path / "run.ckpt.rank1")  # as if rank 1 of a 2-rank run had written it
+    assert sorted(p.name for p in ckpt.glob("slab_*.pt")) == ["slab_00000.pt"]
     calls.update(n=0, stop=None)
     resumed = reconstruct(A, y, checkpoint=ckpt, **kw)
     assert calls["n"] == 2 * 3  # slabs 2 and 1 only

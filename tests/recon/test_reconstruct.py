@@ -138,13 +138,13 @@ def test_callback_reports_progress_and_can_abort(problem):
 
 
 def test_provenance_records_the_defaults_that_were_used(problem):
-    from tomodiff.recon.reconstruct import DIFFUSION_DEFAULTS, TV_LAM_PER_VIEW
+    from tomodiff.methods import METHODS, TV_LAM_PER_VIEW
 
     A, _, y = problem
     tv = reconstruct(A, y, method="tv", n_iter=3, progress=False)
     assert float(tv.provenance["options"]["lam"]) == pytest.approx(TV_LAM_PER_VIEW * 8)
     dps = reconstruct(A, y, method="dps", prior=gaussian_denoiser(), steps=2, sigma_y=0.05, slab=None, progress=False)
-    assert float(dps.provenance["options"]["zeta"]) == DIFFUSION_DEFAULTS["dps"]["zeta"]
+    assert float(dps.provenance["options"]["zeta"]) == METHODS["dps"].options["zeta"]
     mine = reconstruct(A, y, method="dps", prior=gaussian_denoiser(), steps=2, sigma_y=0.05, slab=None,
                        progress=False, zeta=0.05)
     assert float(mine.provenance["options"]["zeta"]) == 0.05

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from tomodiff.recon import reconstruct
-from tomodiff.recon.auto import AUTO
+from tomodiff.methods import AUTO
 from tomodiff.samplers import SamplingError
 
 from .test_reconstruct import gaussian_denoiser, problem  # noqa: F401 (fixture)
@@ -65,12 +65,13 @@ def test_non_finite_sample_names_the_step_and_keeps_finished_slabs(problem, tmp_
         out = inner(v, s)
         return out * float("nan") if calls["n"] == 6 else out
 
-    ckpt = tmp_path / "run.ckpt"
+    ckpt = tmp_path / "run.slabs"
     with pytest.raises(SamplingError, match=r"step 2 of 4 .*NaN"):
         reconstruct(A, y, method="dds", prior=breaks_in_second_slab, steps=4, sigma_y=0.05, slab=6, overlap=2,
                     checkpoint=ckpt, progress=False)
-    saved = torch.load(ckpt, weights_only=True)
-    assert 0 in saved["slabs"] and torch.isfinite(saved["slabs"][0]["samples"]).all()
+    assert sorted(p.name for p in ckpt.glob("slab_*.pt")) == ["slab_00000.pt"]  # the broken slab is not kept
+    saved = torch.load(ckpt / "slab_00000.pt", weights_only=True)
+    assert torch.isfinite(saved["samples"]).all()
 
 
 def test_warm_start_tensor_of_the_whole_volume_is_cut_per_slab_and_a_wrong_one_is_refused(problem):  # noqa: F811
@@ -96,7 +97,7 @@ def test_tuple_options_enter_the_provenance_and_the_checkpoint_key(problem, tmp_
     kw = dict(method="dds", steps=2, sigma_y=0.05, slab=6, overlap=2, progress=False, prox=False)
     r = reconstruct(A, y, prior=inner, tv_z=(10.0, 0.04), **kw)
     assert r.provenance["tv_z"] == [10.0, 0.04]
-    ckpt = tmp_path / "run.ckpt"
+    ckpt = tmp_path / "run.slabs"
     with pytest.raises(KeyboardInterrupt):
         reconstruct(A, y, prior=stop, checkpoint=ckpt, tv_z=(10.0, 0.04), **kw)
     with pytest.raises(ValueError, match="other arguments"):

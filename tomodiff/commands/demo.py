@@ -4,29 +4,35 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ._common import (NON_NEGATIVE, add_common, check_output_dir, device, emit, int_at_least, refuse_inapplicable,
-                      std_note)
+from .. import methods
+from ._common import (NON_NEGATIVE, add_common, any_diffusion, check_output_dir, device, emit, int_at_least,
+                      parse_methods, refuse_inapplicable, std_note)
 
 
 def add_parser(sub):
     p = sub.add_parser("demo", help="sparse-view CT demo: FBP, SIRT, TV and diffusion on a held-out real CT volume",
-                       description="Simulate a noisy 16-view parallel-beam scan of (the central 32 slices of) a held-out 64^3 real "
-                                   "CT volume (abdominal CT angiography no shipped prior trained on; phantoms with --phantom), "
-                                   "reconstruct it with FBP, SIRT, TV and PiGDM (shipped slice prior, "
-                                   "4 posterior samples: their mean, and their std as uncertainty), print "
-                                   "PSNR/SSIM/time/NFE, write HDF5 files and a PNG of orthogonal slices.")
+                       description="Simulate a noisy 16-view parallel-beam scan of (the central 32 slices of) a "
+                                   "held-out 64^3 real CT volume (abdominal CT angiography no shipped prior trained "
+                                   "on; phantoms with --phantom), reconstruct it with FBP, SIRT, TV and the default "
+                                   f"diffusion method auto ({methods.get('auto').summary}; shipped prior, "
+                                   f"{methods.DEFAULT_SAMPLES} posterior samples: their mean, and their std as "
+                                   "uncertainty), print PSNR/SSIM/time/NFE, write HDF5 files and a PNG of orthogonal "
+                                   "slices.")
     p.add_argument("--phantom", default="ct_abdomen_64",
                    help="volume: a benchmark-set name (the real-CT crops ct_abdomen_64/128, ct_chest_64/128, the "
                         "phantoms such as shepp_logan_64_a) or FAMILY:SEED[:SIZE] (default: %(default)s)")
     p.add_argument("--views", type=int_at_least(1), default=16, help="projection angles (default: %(default)s)")
-    p.add_argument("--noise", type=NON_NEGATIVE, default=0.01, help="noise std relative to max line integral (default: %(default)s)")
+    p.add_argument("--noise", type=NON_NEGATIVE, default=0.01,
+                   help="noise std relative to max line integral (default: %(default)s)")
     p.add_argument("--methods", default="fbp,sirt,tv,auto",
-                   help="comma-separated; auto = the diffusion method chosen by the sampler sweep (default: %(default)s)")
+                   help="comma-separated, from the method registry; auto = the diffusion method chosen by the "
+                        "sampler sweep (default: %(default)s)")
     p.add_argument("--prior", default=None, help="prior for diffusion methods (default: ct-slice)")
     p.add_argument("--steps", type=int_at_least(1), default=None,
-                   help="diffusion steps (default: 50; auto: the sweep's, 20)")
+                   help=f"diffusion steps (default: {methods.DEFAULT_STEPS}; auto: the sweep's, "
+                        f"{methods.get('auto').steps})")
     p.add_argument("--samples", type=int_at_least(1), default=None,
-                   help="posterior samples; the std needs >= 2 (default: 4)")
+                   help=f"posterior samples; the std needs >= 2 (default: {methods.DEFAULT_SAMPLES})")
     p.add_argument("--slices", type=int_at_least(0), default=32,
                    help="central axial slices of the phantom to use; 0 = all (default: %(default)s)")
     p.add_argument("--out-dir", type=Path, default=Path("out/demo"), help="where files go (default: %(default)s)")
@@ -35,29 +41,25 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..priors.registry import DEFAULT_PRIOR
-    from ..demos.ct_demo import run_demo, save_figure
-    from ..io.volumes import load_volume
-    from ..recon.reconstruct import DIFFUSION, METHODS
+    from ..priors.registry import DEFAULT_PRIOR  # start-up time
+    from ..demos.ct_demo import run_demo, save_figure  # start-up time
+    from ..io.volumes import load_volume  # start-up time
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in methods if m not in METHODS]
-    if bad or not methods:
-        raise ValueError(f"--methods: unknown {bad or 'none given'}; choose from {', '.join(METHODS)}")
-    diffusion = any(m in DIFFUSION or m == "auto" for m in methods)
+    chosen = parse_methods(args.methods)
+    diffusion = any_diffusion(chosen)
     if not diffusion:
         refuse_inapplicable(args, ("prior", "steps", "samples"), "without a diffusion method in --methods")
     phantom_file = args.phantom.split(":")[0]
     check_output_dir(args.out_dir, [phantom_file] if Path(phantom_file).exists() else [], option="--out-dir")
     load_volume(args.phantom)  # a bad --phantom fails before any work or output
     if diffusion:
-        from ..priors import available
+        from ..priors import available  # start-up time
 
         if (args.prior or DEFAULT_PRIOR) not in available():
             raise ValueError(f"--prior {args.prior or DEFAULT_PRIOR}: no shipped prior of that name; "
                              f"available: {', '.join(available()) or 'none'}")
-    samples = args.samples or 4
-    results, setup, ref = run_demo(phantom=args.phantom, views=args.views, noise=args.noise, methods=methods,
+    samples = args.samples or methods.DEFAULT_SAMPLES
+    results, setup, ref = run_demo(phantom=args.phantom, views=args.views, noise=args.noise, methods=chosen,
                                    prior_name=args.prior or DEFAULT_PRIOR, steps=args.steps, samples=samples,
                                    seed=args.seed,
                                    slices=args.slices or None, out_dir=args.out_dir,

@@ -62,7 +62,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    import torch
+    import torch  # start-up time
 
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0, got {args.threads}")
@@ -76,12 +76,12 @@ def run(args) -> int:
 
 
 def _run(args) -> int:
-    from ..demos.compare import compare
-    from ..demos.figure import format_table, save_figure
-    from ..demos.image_tasks import demo_image, make_tasks
-    from ..demos.methods import DIFFUSION_METHODS, DPS_ZETA, load_prior
+    from ..demos.compare import compare  # start-up time
+    from ..demos.figure import format_table, save_figure  # start-up time
+    from ..demos.image_tasks import demo_image, make_tasks  # start-up time
+    from ..demos.methods import DIFFUSION_METHODS, DPS_ZETA, load_prior  # start-up time
 
-    from ._common import check_output_file
+    from ._common import check_output_file  # start-up time
 
     check_output_file(args.out)  # before any work: not a directory, writable
     if args.size < 8 or args.size % 4:

@@ -28,16 +28,16 @@ def _version(module: str) -> str | None:
 def _astra_cuda() -> bool:
     """ASTRA's own check; asking it is safe without a GPU (unlike any CUDA call)."""
     try:
-        import astra
+        import astra  # start-up time
         return bool(astra.use_cuda())
     except Exception:
         return False
 
 
 def collect() -> dict:
-    import torch
+    import torch  # start-up time
 
-    from .._version import __version__
+    from .._version import __version__  # start-up time
     return {
         "tomodiff": __version__,
         "versions": {name: _version(mod) for name, mod in
@@ -52,9 +52,9 @@ def collect() -> dict:
 
 def describe_file(path: Path) -> dict:
     """Datasets (shape, dtype) and attributes of any HDF5 file; geometry/provenance decoded."""
-    import h5py
+    import h5py  # start-up time
 
-    from ..io.kind import check_hdf5
+    from ..io.kind import check_hdf5  # start-up time
 
     check_hdf5(path)  # missing, a directory, not HDF5 or truncated: one clear line
     out = {"file": str(path), "datasets": {}, "attributes": {}}

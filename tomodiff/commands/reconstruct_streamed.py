@@ -3,58 +3,58 @@
 The sinogram is read and the volume written a slab at a time
 (:func:`tomodiff.recon.streamed.reconstruct_file`), so memory is bounded by the slab; under
 ``torchrun`` the slabs are shared among the ranks and rank 0 writes the output. ``--checkpoint``
-is a directory here (default ``.<OUT name>.slabs`` next to OUT); rerunning after a crash resumes
-from it with any number of ranks.
+is the directory of finished slabs (default ``.<OUT name>.slabs`` next to OUT), as on the
+in-memory path; rerunning after a crash resumes from it with any number of ranks.
 """
 
 from __future__ import annotations
 
-from ._common import emit
+from .. import methods
+from ._common import emit, load_prior, parse_rows
+from .reconstruct_args import check_args
 
 # options of the in-memory path that the streaming path does not take (TIFF stacks, resampling)
 UNSUPPORTED = ("flats", "darks", "angles", "pixel_size", "voxel_size")
 
 
-def run_streamed(args) -> int:
-    from ..recon import distributed
-    from ..recon.streamed import reconstruct_file
-    from . import reconstruct as cmd
-
+def _check(args) -> None:
     given = [f"--{name.replace('_', '-')}" for name in UNSUPPORTED if getattr(args, name, None) is not None]
+    given += ["--guard"] if getattr(args, "guard", False) else []
     if given:
         raise ValueError(f"{', '.join(given)}: not available on the streaming path (torchrun or --stream); "
                          f"convert the scan to a project file first")
-    if args.out.resolve() == args.file.resolve():
-        raise ValueError(f"--out {args.out} is the input file; write the reconstruction to another file")
-    threads = getattr(args, "threads", None)
-    if threads:
-        import torch
+    check_args(args, streaming=True)
 
-        torch.set_num_threads(threads)
-    rows = None
-    if getattr(args, "rows", None):
-        try:
-            a, b = (int(v) for v in args.rows.split(":"))
-        except ValueError:
-            raise ValueError(f"--rows must be START:STOP (integers), got {args.rows!r}") from None
-        rows = (a, b)
-    from ..priors.registry import DEFAULT_PRIOR
 
-    diffusion = args.method in ("pigdm", "dps", "dds", "diffpir", "sdedit")
-    options = {}
-    if args.iters is not None:
-        options["n_iter"] = args.iters
-    if args.lam is not None:
-        options["lam"] = args.lam
-    scale = getattr(args, "scale", None)
-    scale = None if scale in (None, "none") else scale
+def _rows(args):
+    if not getattr(args, "rows", None):
+        return None
+    from ..io.sinogram_reader import open_sinogram  # start-up time: h5py
+
+    with open_sinogram(args.file) as src:
+        sel = parse_rows(args.rows, src.shape[1])
+    return sel.start, sel.stop
+
+
+def run_streamed(args) -> int:
+    from ..recon import distributed  # start-up time: the parser imports nothing heavy
+    from ..recon.streamed import reconstruct_file  # start-up time
+
+    _check(args)
+    if getattr(args, "threads", None):
+        import torch  # start-up time
+
+        torch.set_num_threads(args.threads)
+    m = methods.get(args.method)
+    options = {k: v for k, v in (("n_iter", args.iters), ("lam", args.lam)) if v is not None}
+    scale = None if args.scale in (None, "none") else args.scale
+    prior = load_prior(args.prior, distributed.device_for(distributed.detect(), args.device)) if m.diffusion else None
     summary = reconstruct_file(
-        args.file, args.out, method=args.method, prior=(args.prior or DEFAULT_PRIOR) if diffusion else None,
-        steps=args.steps or getattr(cmd, "DEFAULT_STEPS", 50),
-        n_samples=(args.samples or getattr(cmd, "DEFAULT_SAMPLES", 1)) if diffusion else 1,
-        sigma_y=args.sigma_y, seed=args.seed or 0, slab=args.slab or getattr(cmd, "DEFAULT_SLAB", 32),
-        overlap=args.overlap, keep_samples=args.keep_samples, checkpoint=args.checkpoint, device=args.device,
-        thin=args.thin or 1, rows=rows, center_offset=getattr(args, "center_offset", None) or 0.0, scale=scale,
+        args.file, args.out, method=args.method, prior=prior, steps=args.steps,
+        n_samples=(args.samples or methods.DEFAULT_SAMPLES) if m.diffusion else 1, sigma_y=args.sigma_y,
+        seed=args.seed or 0, slab=args.slab or methods.DEFAULT_SLAB, overlap=args.overlap,
+        keep_samples=args.keep_samples, checkpoint=args.checkpoint, device=args.device, thin=args.thin or 1,
+        rows=_rows(args), center_offset=getattr(args, "center_offset", None) or 0.0, scale=scale,
         progress=not args.json, **options)
     distributed.teardown()
     if summary is None:  # not rank 0: rank 0 reports

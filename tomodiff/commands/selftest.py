@@ -39,7 +39,7 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ._common import check_output_dir, device
+    from ._common import check_output_dir, device  # start-up time
 
     dev = device(args.device)  # cuda without a GPU: a one-line error, before anything else
     if dev.type != "cuda" and not args.quick:
@@ -64,9 +64,9 @@ def run(args) -> int:
 # ---------------------------------------------------------------------- the checks
 def gpu_check(dev, sizes: dict, prior: str = "slice-64", save=lambda report: None) -> dict:
     """Run the three sections on ``dev``; ``save(report)`` is called after each (and at the end)."""
-    import torch
+    import torch  # start-up time
 
-    from ..ct import available_backends
+    from ..ct import available_backends  # start-up time
     t0 = time.perf_counter()
     astra_cuda = dev.type == "cuda" and available_backends()["astra_cuda"]
     report = {
@@ -88,14 +88,14 @@ def gpu_check(dev, sizes: dict, prior: str = "slice-64", save=lambda report: Non
 
 
 def _geometry(kind, n, views):
-    from ..ct.simulate import scan_geometry
+    from ..ct.simulate import scan_geometry  # start-up time
     return scan_geometry((n, n, n), views, kind)
 
 
 def _backends(g, astra_cuda):
     """Backends to run on ``g``: ASTRA only with a usable GPU, the matrix only within its budget."""
-    from ..ct.backends.matrix_cache import DEFAULT_LIMIT
-    from ..ct.backends.torch_backend import matrix_bytes
+    from ..ct.backends.matrix_cache import DEFAULT_LIMIT  # start-up time
+    from ..ct.backends.torch_backend import matrix_bytes  # start-up time
     names = ["matrix_free"]
     if matrix_bytes(g) <= DEFAULT_LIMIT:
         names.append("torch")
@@ -109,10 +109,10 @@ def _rel(a, b) -> float:
 
 
 def _agreement(kind, n, views, dev, astra_cuda) -> list[dict]:
-    import torch
+    import torch  # start-up time
 
-    from ..ct import Projector
-    from ..operators import dot_test
+    from ..ct import Projector  # start-up time
+    from ..operators import dot_test  # start-up time
     g = _geometry(kind, n, views)
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(1, 1, *g.volume_shape, generator=gen).to(dev)
@@ -136,15 +136,15 @@ def _agreement(kind, n, views, dev, astra_cuda) -> list[dict]:
 
 
 def _sync(dev):
-    import torch
+    import torch  # start-up time
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
 
 
 def _throughput(kind, n, views, dev, astra_cuda, repeats) -> list[dict]:
-    import torch
+    import torch  # start-up time
 
-    from ..ct import Projector
+    from ..ct import Projector  # start-up time
     g = _geometry(kind, n, views)
     x = torch.rand(1, 1, *g.volume_shape, generator=torch.Generator().manual_seed(0)).to(dev)
     rows = []
@@ -174,16 +174,16 @@ def _throughput(kind, n, views, dev, astra_cuda, repeats) -> list[dict]:
 
 
 def _pigdm(n, nfe, dev, precision, prior_name) -> dict:
-    import inspect
+    import inspect  # start-up time
 
-    import torch
+    import torch  # start-up time
 
-    from ..ct import Projector
-    from ..ct.simulate import simulate_scan
-    from ..io.volumes import load_volume
-    from ..priors import load
-    from ..recon import reconstruct
-    from ..recon.metrics import psnr
+    from ..ct import Projector  # start-up time
+    from ..ct.simulate import simulate_scan  # start-up time
+    from ..io.volumes import load_volume  # start-up time
+    from ..priors import load  # start-up time
+    from ..recon import reconstruct  # start-up time
+    from ..recon.metrics import psnr  # start-up time
     vol, _ = load_volume("foam_128")
     c = [(s - n) // 2 for s in vol.shape]
     vol = vol[c[0]:c[0] + n, c[1]:c[1] + n, c[2]:c[2] + n].contiguous()
@@ -217,7 +217,7 @@ def _pigdm(n, nfe, dev, precision, prior_name) -> dict:
 
 
 def _nullcontext():
-    import contextlib
+    import contextlib  # start-up time
     return contextlib.nullcontext()
 
 

@@ -26,10 +26,10 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..ct.simulate import simulate_scan
-    from ..io import ProjectData, write_project
-    from ..io.volumes import load_volume
-    from ._common import device
+    from ..ct.simulate import simulate_scan  # start-up time
+    from ..io import ProjectData, write_project  # start-up time
+    from ..io.volumes import load_volume  # start-up time
+    from ._common import device  # start-up time
 
     volume_file = args.volume.split(":")[0] if args.volume else None
     check_output_file(args.out, [volume_file, args.volume])

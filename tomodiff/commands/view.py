@@ -18,13 +18,13 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..io.kind import probe
-    from ..io.tiff_stack import scan_folder
+    from ..io.kind import probe  # start-up time
+    from ..io.tiff_stack import scan_folder  # start-up time
 
     for path in args.files:  # every file checked (one clear line each) before napari starts
         if scan_folder(path) is None:  # a TIFF scan folder (proj/, flat/, dark/, angles.txt) is read as a scan
             probe(path)
-    from ..napari.view import _require_napari, build_viewer
+    from ..napari.view import _require_napari, build_viewer  # start-up time
 
     napari = _require_napari()
     build_viewer(args.files, grid=not args.overlay, ndisplay=3 if args.three_d else 2,

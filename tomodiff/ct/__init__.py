@@ -5,15 +5,9 @@ sinograms ``(B, C, A, U)``; angles in radians. See :mod:`tomodiff.ct.geometry` f
 """
 
 from .backends import available_backends, backend_names
+from .backends.astra_backend import to_astra  # imports astra only when called
 from .geometry import Geometry, cone_beam, fan_beam, parallel_beam, thin_sinogram
 from .projector import Projector
-
-
-def to_astra(geometry: Geometry):
-    """``(vol_geom, proj_geom)`` for ASTRA (imports ``astra``); see ``backends.astra_backend.to_astra``."""
-    from .backends.astra_backend import to_astra as _to_astra
-    return _to_astra(geometry)
-
 
 __all__ = ["Geometry", "parallel_beam", "fan_beam", "cone_beam", "thin_sinogram", "Projector",
            "to_astra", "available_backends", "backend_names"]

@@ -119,7 +119,27 @@ class Geometry:
         y, x = self.volume_shape[-2:]
         return 0.5 * self.voxel_size * math.hypot(y, x)
 
+    @property
+    def rows_are_slices(self) -> bool:
+        """True when detector row ``v`` sees only axial slice ``z = v`` (3D parallel beam, one row
+        per slice at the voxel pitch): then rows ``a:b`` with slices ``a:b`` are a problem of their
+        own (:meth:`rows`), which is what slab-wise reconstruction needs."""
+        return (self.kind == "parallel" and self.ndim == 3 and self.det_shape[0] == self.volume_shape[0]
+                and abs(self.det_spacing - self.voxel_size) <= 1e-9 * self.voxel_size)
+
     # ------------------------------------------------------------------ transforms
+    def rows(self, start: int, stop: int) -> "Geometry":
+        """The geometry of axial slices ``start:stop`` and detector rows ``start:stop`` (tomosipo's
+        slicing of a volume and its projections together). Needs :attr:`rows_are_slices`."""
+        if not self.rows_are_slices:
+            raise ValueError(f"rows {start}:{stop}: only a 3D parallel-beam geometry with one detector row per "
+                             f"slice splits by rows (this is {self.kind}, volume {self.volume_shape}, detector "
+                             f"{self.det_shape}, pitch {self.det_spacing:g} vs voxel {self.voxel_size:g})")
+        if not 0 <= start < stop <= self.volume_shape[0]:
+            raise ValueError(f"rows {start}:{stop} out of range for {self.volume_shape[0]} slices")
+        n = stop - start
+        return dataclasses.replace(self, volume_shape=(n, *self.volume_shape[1:]), det_shape=(n, self.det_shape[1]))
+
     def thin(self, step: int | None = None, indices: Sequence[int] | None = None) -> "Geometry":
         """The same geometry with a subset of angles: every ``step``-th, or ``indices`` in order."""
         return dataclasses.replace(self, angles=tuple(self.angles[i] for i in _thin_indices(

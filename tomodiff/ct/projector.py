@@ -6,6 +6,8 @@ import torch
 
 from ..operators import LinearOperator
 from . import backends
+from .backends.matrix_cache import CACHE, DEFAULT_LIMIT
+from .backends.torch_backend import matrix_bytes
 from .geometry import Geometry
 
 
@@ -50,13 +52,11 @@ class Projector(LinearOperator):
         super().__init__(geometry.volume_shape, geometry.sino_shape)
         self.geometry = geometry
         if memory_budget is None:
-            from .backends.matrix_cache import DEFAULT_LIMIT
             memory_budget = DEFAULT_LIMIT
         if isinstance(memory_budget, bool) or not isinstance(memory_budget, (int, float)) or memory_budget < 0:
             raise ValueError(f"memory_budget must be a number of bytes >= 0, got {memory_budget!r}")
         self.backend = self._resolve(backend, geometry, device, memory_budget)
         if self.backend == "torch" and backend == "auto":
-            from .backends.matrix_cache import CACHE
             # the budget that admitted the matrix must also let the cache keep it
             CACHE.limit_bytes = max(CACHE.limit_bytes, int(memory_budget))
         options = {} if kernel is None else {"kernel": kernel}
@@ -74,7 +74,6 @@ class Projector(LinearOperator):
         on_cuda = device is not None and torch.device(device).type == "cuda"
         if on_cuda and geometry.ndim == 3 and backends.available_backends()["astra_cuda"]:
             return "astra"
-        from .backends.torch_backend import matrix_bytes
         return "torch" if matrix_bytes(geometry) <= memory_budget else "matrix_free"
 
     # Projections are computed in the input's precision (float32 for half types), never under an

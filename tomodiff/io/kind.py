@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import h5py
+
 
 class FileKindError(ValueError):
     """A file tomodiff cannot read: missing, not HDF5, truncated/damaged, or of another layout."""
@@ -15,8 +17,6 @@ class FileKindError(ValueError):
 def check_hdf5(path) -> Path:
     """``path`` if it is a readable, complete HDF5 file, else FileNotFoundError /
     :class:`FileKindError` with a one-line message (missing, a directory, not HDF5, truncated)."""
-    import h5py
-
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file")
@@ -39,8 +39,6 @@ def check_hdf5(path) -> Path:
 def probe(path) -> str:
     """``"project"`` or ``"scan"`` (DXchange/NXtomo), else :class:`FileKindError` (or
     ``FileNotFoundError``) with a one-line message naming the file and what is wrong with it."""
-    import h5py
-
     path = check_hdf5(path)
     try:
         with h5py.File(path, "r") as f:

@@ -9,7 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..io import ProjectData, read_project
+from ..io import ProjectData, normalize, read_project, read_scan
+from ..io.kind import file_kind
+from ..io.project_file import recorded_mu_max
+from ..io.tiff_stack import scan_folder
 from .uncertainty import OVERLAY, consistency, std_label
 
 
@@ -70,10 +73,8 @@ def project_layers(path, *, error_map: bool = True) -> list[tuple]:
         layers.append((s, dict(name=f"{stem}: samples", colormap="gray", contrast_limits=volume_limits,
                                scale=(1.0,) + _scale(data, s.ndim - 1), visible=False), "image"))
     if data.sinogram is not None:
-        from ..recon.scale import known_scale
-
         layers.append(sinogram_layer(data.sinogram, data.geometry, data.provenance.get("sigma_y"),
-                                     name=f"{stem}: sinogram", mu_max=known_scale(data.provenance)))
+                                     name=f"{stem}: sinogram", mu_max=recorded_mu_max(data.provenance)))
     return layers
 
 
@@ -107,17 +108,12 @@ def result_layers(prefix: str, method: str, mean: np.ndarray, std: np.ndarray | 
 
 def path_kind(path) -> str | None:
     """``"project"``, ``"scan"`` (a DXchange/NXtomo file or a TIFF scan folder) or ``None``; never raises."""
-    from ..io.kind import file_kind
-    from ..io.tiff_stack import scan_folder
-
     return "scan" if scan_folder(path) is not None else file_kind(path)
 
 
 def scan_layers(path) -> list[tuple]:
     """A DXchange/NXtomo scan, or a TIFF scan folder, as one layer of line integrals ``(A, V, U)``."""
-    from ..ct import parallel_beam
-    from ..io import normalize, read_scan
-    from ..io.tiff_stack import scan_folder
+    from ..ct import parallel_beam  # start-up time: tomodiff.ct loads torch (~1.6 s); project files need none
 
     layout = scan_folder(path)
     scan = layout.read() if layout is not None else read_scan(path)

@@ -9,7 +9,13 @@ reconstruction widget can reconstruct it again with another method.
 from __future__ import annotations
 
 import numpy as np
+import torch
 
+from .. import phantoms
+from ..ct import Projector
+from ..ct.simulate import simulate_scan
+from ..io.volumes import load_volume
+from ..recon import reconstruct
 from .layers import result_layers, sinogram_layer
 
 PHANTOM = "shepp_logan_64_a"
@@ -19,14 +25,10 @@ NOISE = 0.01  # relative measurement noise
 
 
 def _phantom() -> tuple[np.ndarray, str]:
-    from ..io.volumes import load_volume
-
     try:
         vol, _ = load_volume(PHANTOM)
         return vol.numpy(), PHANTOM
     except FileNotFoundError:  # an installed package without the benchmark set beside it
-        from .. import phantoms
-
         return phantoms.generate("shepp_logan", (64, 64, 64), 0).numpy(), "shepp_logan_64"
 
 
@@ -46,12 +48,6 @@ def sparse_view_reconstruction(views: int = VIEWS, *, seed: int = 0) -> list[tup
 
     Takes about a second: the projections are simulated with the pure-torch projector.
     """
-    import torch
-
-    from ..ct import Projector
-    from ..ct.simulate import simulate_scan
-    from ..recon import reconstruct
-
     vol, name = _phantom()
     y, geometry, sigma_y = simulate_scan(torch.from_numpy(vol), views=views, noise=NOISE, seed=seed,
                                          voxel_size=VOXEL_SIZE, backend="torch")

@@ -69,6 +69,7 @@ class Chi2Plot:
     """
 
     def __init__(self, *, width: float = 3.2, height: float = 1.6):
+        # optional: Qt (matplotlib's Qt canvas); the reader, which imports this module, needs neither
         from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
         from matplotlib.figure import Figure
 

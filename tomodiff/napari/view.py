@@ -9,7 +9,7 @@ from .layers import path_kind, project_layers, scan_layers
 
 def _require_napari():
     try:
-        import napari
+        import napari  # optional: napari
     except ImportError as err:  # the core package works without napari; the viewer does not
         raise RuntimeError("napari is not installed: pip install 'tomodiff[napari]'") from err
     return napari

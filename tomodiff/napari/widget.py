@@ -19,11 +19,17 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import torch
 from magicgui.widgets import (CheckBox, ComboBox, Container, FileEdit, Label, LineEdit, ProgressBar, PushButton,
                               SpinBox)
 
-from ..recon.reconstruct import DIFFUSION, METHODS
-from .layers import result_layers, sinogram_layer
+from .. import priors
+from ..ct import Geometry, Projector
+from ..io import read_project
+from ..io.kind import file_kind
+from ..recon import reconstruct
+from .. import methods
+from .layers import result_layers, scan_layers, sinogram_layer
 from .uncertainty import Chi2Plot, chi2_text, is_std_layer, std_label, style_std_overlay
 
 SLAB, OVERLAP = 32, 4  # reconstruct's defaults for diffusion slabs
@@ -60,8 +66,6 @@ class Result:
 
 def devices() -> list[str]:
     """Torch devices on this machine: ``cpu`` and every CUDA GPU (and ``mps`` on Apple silicon)."""
-    import torch
-
     out = ["cpu"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())]
     if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
         out.append("mps")
@@ -70,10 +74,6 @@ def devices() -> list[str]:
 
 def problem_from_layer(data, metadata: dict, name: str = "layer"):
     """``(y (1, 1, *sino_shape) float32 tensor, Geometry, sigma_y or None)`` from a sinogram layer."""
-    import torch
-
-    from ..ct import Geometry
-
     geometry = (metadata or {}).get("geometry")
     if not geometry:
         raise ValueError(f"layer {name!r} holds no CT geometry in its metadata: open a tomodiff project file "
@@ -88,10 +88,6 @@ def problem_from_layer(data, metadata: dict, name: str = "layer"):
 
 def layer_from_file(path) -> tuple:
     """The sinogram layer tuple of a project file (its sinogram) or a DXchange/NXtomo scan."""
-    from ..io import read_project
-    from ..io.kind import file_kind
-    from .layers import scan_layers
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
@@ -111,18 +107,12 @@ def run_job(job: Job, *, cancel: threading.Event, progress: Callable[[int, int],
     """Reconstruct ``job`` (blocking). ``progress(done, total)`` is called from this thread;
     :class:`Cancelled` is raised soon after ``cancel`` is set. ``load_prior(name, device)`` defaults
     to :func:`tomodiff.priors.load`."""
-    import torch
-
-    from ..ct import Projector
-    from ..recon import reconstruct
-
     def check():
         if cancel.is_set():
             raise Cancelled()
 
     # 1. the problem
-    if job.method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {job.method!r}")
+    methods.get(job.method)  # a clear error for an unknown method
     if job.data is None:
         if job.path is None:
             raise ValueError("no sinogram: pick a sinogram layer or a file")
@@ -140,11 +130,9 @@ def run_job(job: Job, *, cancel: threading.Event, progress: Callable[[int, int],
 
     # 2. the prior
     prior = None
-    if job.method in DIFFUSION:
-        if load_prior is None:
-            from ..priors import load as load_prior
+    if methods.get(job.method).diffusion:
         try:
-            prior = load_prior(job.prior, device=dev)
+            prior = (priors.load if load_prior is None else load_prior)(job.prior, device=dev)
         except (KeyError, OSError, RuntimeError) as err:
             detail = err.args[0] if isinstance(err, KeyError) and err.args else err
             raise RuntimeError(f"{job.method} needs a prior, and prior {job.prior!r} could not be loaded: "
@@ -171,11 +159,11 @@ def run_job(job: Job, *, cancel: threading.Event, progress: Callable[[int, int],
     meta = {"method": job.method, "source": name, "sigma_y": sigma_y, "residual": r.residual, "nfe": r.nfe,
             "seconds": r.seconds, "geometry": geometry.to_dict(),
             "data_consistency": r.provenance.get("data_consistency")}
-    n_samples = job.n_samples if job.method in DIFFUSION else None
-    label = job.method if job.method not in DIFFUSION else f"{job.method} ({job.prior})"
+    n_samples = job.n_samples if methods.get(job.method).diffusion else None
+    label = f"{job.method} ({job.prior})" if methods.get(job.method).diffusion else job.method
     layers = result_layers(name, label, mean, std, voxel_size=geometry.voxel_size, metadata=meta,
                            n_samples=n_samples, std_overlay=job.std_overlay)
-    nfe = f", NFE {r.nfe}" if job.method in DIFFUSION else ""
+    nfe = f", NFE {r.nfe}" if methods.get(job.method).diffusion else ""
     spread = f", {std_label(n_samples)}" if std is not None else ""
     summary = f"{job.method}: done in {r.seconds:.1f} s{nfe}{spread}, residual {r.residual:.3g}"
     return Result(layers=layers, summary=summary)
@@ -202,7 +190,7 @@ class ReconstructionWidget(Container):
                                        "empty: use the file below")
         self.file = FileEdit(label="or file", mode="r", filter="*.h5 *.hdf5 *.hdf *.nxs *.nx", nullable=True,
                              value=None)
-        self.method = ComboBox(label="method", choices=list(METHODS), value="sirt")
+        self.method = ComboBox(label="method", choices=list(methods.names()), value="sirt")
         self.prior = LineEdit(label="prior", value="ct-slice", tooltip="a shipped prior (tomodiff.priors.available())")
         self.steps = SpinBox(label="steps", min=1, max=100_000, value=50,
                              tooltip="diffusion steps per slab; iterations for sirt, cgls and tv")
@@ -238,7 +226,7 @@ class ReconstructionWidget(Container):
 
     # ---------------------------------------------------------------- inputs
     def _sinogram_choices(self, _widget=None):
-        from napari.layers import Image
+        from napari.layers import Image  # optional: napari (run_job and Job work without it)
 
         return [(layer.name, layer) for layer in self.viewer.layers
                 if isinstance(layer, Image) and (layer.metadata or {}).get("geometry")]
@@ -250,7 +238,7 @@ class ReconstructionWidget(Container):
             self.source.value = layers[-1]  # the newest sinogram
 
     def _method_changed(self, method):
-        diffusion = method in DIFFUSION
+        diffusion = methods.get(method).diffusion
         self.prior.enabled = self.n_samples.enabled = self.std_overlay.enabled = diffusion
         self.steps.enabled = method != "fbp"
 
@@ -267,7 +255,7 @@ class ReconstructionWidget(Container):
     # ---------------------------------------------------------------- running
     def start(self, _=None):
         """Start a reconstruction in a worker thread (ignored while one is running)."""
-        from napari.qt.threading import create_worker
+        from napari.qt.threading import create_worker  # optional: napari
 
         if self.worker is not None:
             return
@@ -325,7 +313,7 @@ class ReconstructionWidget(Container):
         if isinstance(err, Cancelled):
             self._set_status("cancelled")
             return
-        from napari.utils.notifications import show_error
+        from napari.utils.notifications import show_error  # optional: napari
 
         message = f"tomodiff reconstruction failed: {_describe(err)}"
         self._set_status(message, error=True)
@@ -344,7 +332,7 @@ class ReconstructionWidget(Container):
 
 def _progress_relay(slot):
     """A QObject whose ``progressed(int, int)`` signal, emitted from any thread, runs ``slot`` in the GUI thread."""
-    from qtpy.QtCore import QObject, Signal, Slot
+    from qtpy.QtCore import QObject, Signal, Slot  # optional: Qt
 
     class Relay(QObject):
         progressed = Signal(int, int)

@@ -23,6 +23,9 @@ from typing import Sequence
 
 import torch
 
+from .dot_test import dot_test as _dot_test
+from .solvers import conjugate_gradient
+
 Shape = tuple[int, ...]
 
 
@@ -170,8 +173,6 @@ class LinearOperator(ShapedMap):
         Where ``sigma² + r² λ = 0`` (e.g. ``sigma = 0`` on masked-out pixels) the
         pseudo-inverse convention is used: that component of ``z`` is 0.
         """
-        from .solvers import conjugate_gradient
-
         self._check(y, self.range_shape, "measurement")
         if method not in ("auto", "exact", "cg"):
             raise ValueError(f"method must be 'auto', 'exact' or 'cg', got {method!r}")
@@ -210,6 +211,12 @@ class LinearOperator(ShapedMap):
                 break
             estimate = new
         return math.sqrt(estimate)
+
+    def dot_test(self, **options) -> float:
+        """Normalised adjoint error ``|<Ax, y> − <x, Aᵀy>| / (‖Ax‖ ‖y‖)`` of this operator; the
+        options (``dtype``, ``generator``, ``device``, ``batch``) are those of
+        :func:`tomodiff.operators.dot_test`."""
+        return _dot_test(self, **options)
 
     # ------------------------------------------------------------------ algebra
     def __matmul__(self, other):

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import torch
 
-from .base import LinearOperator
+if TYPE_CHECKING:  # base imports this module for LinearOperator.dot_test
+    from .base import LinearOperator
 
 
 def dot_test(A: LinearOperator, *, dtype: torch.dtype = torch.float64,

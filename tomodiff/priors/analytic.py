@@ -24,6 +24,8 @@ from dataclasses import dataclass
 
 import torch
 
+from tomodiff.operators.solvers import conjugate_gradient
+
 from .adapters import batch_sigma
 
 __all__ = ["GaussianPrior", "GaussianMixturePrior", "GaussianPosterior", "dense_matrix"]
@@ -153,8 +155,6 @@ class GaussianPrior:
             cov = 0.5 * (cov + cov.T)
             return GaussianPosterior(mean.reshape(y.shape[0], *self.item_shape),
                                      cov.diagonal().reshape(self.item_shape), cov)
-
-        from tomodiff.operators.solvers import conjugate_gradient
 
         def S_apply(z):
             return A.forward(var * A.adjoint(z)) + sigma_y**2 * z

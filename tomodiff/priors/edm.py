@@ -62,7 +62,8 @@ class EDMDenoiser(nn.Module):
         if cond_u is None:
             present = u.new_zeros(shape)
             return torch.cat([c_in * u, present, present], dim=1)
-        present = (u.new_ones(shape) if keep is None else keep.to(u.dtype).view(-1, *([1] * (u.dim() - 1))).expand(shape))
+        present = u.new_ones(shape) if keep is None else \
+            keep.to(u.dtype).view(-1, *([1] * (u.dim() - 1))).expand(shape)
         return torch.cat([c_in * u, cond_u.to(u.dtype) * present, present], dim=1)
 
     def precond(self, u: torch.Tensor, s: torch.Tensor, cond_u: torch.Tensor | None = None,

@@ -15,6 +15,12 @@ from pathlib import Path
 
 import torch
 
+from .edm import EDMDenoiser
+from .patch_prior import PatchPrior
+from .slab_prior import SlabPrior
+from .slice_prior import SlicePrior
+from .unet import UNet
+
 FORMAT = "tomodiff-prior/1"
 # The prior diffusion methods use when none is named (CLI, napari widget, demo, benchmark): trained
 # on real CT at 1-4x its voxel sizes (model card ct-slice.md). slice-64 (phantoms) stays shipped.
@@ -56,11 +62,6 @@ def network_shape(config: dict) -> dict:
 
 def load_file(path, *, device=None, expected_sha256: str | None = None):
     """Load a prior file as a :class:`SlicePrior` (2D networks) or :class:`PatchPrior` (3D)."""
-    from .edm import EDMDenoiser
-    from .patch_prior import PatchPrior
-    from .slice_prior import SlicePrior
-    from .unet import UNet
-
     path = Path(path)
     if not path.is_file():
         raise PriorFileError(f"prior weights not found: {path}")
@@ -85,7 +86,6 @@ def load_file(path, *, device=None, expected_sha256: str | None = None):
         den.to(device)
     cls = SlicePrior if c["dims"] == 2 else PatchPrior
     if c.get("context", 0):
-        from .slab_prior import SlabPrior
         cls = SlabPrior
     return cls(den, size=int(c["size"]), info=obj["info"])
 

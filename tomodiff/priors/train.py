@@ -87,7 +87,8 @@ class TrainConfig:
     def __post_init__(self):
         self.scale_range = tuple(float(s) for s in self.scale_range)
         self.thickness_range = tuple(float(s) for s in self.thickness_range)
-        self.cond_views, self.cond_noise = tuple(int(v) for v in self.cond_views), tuple(float(v) for v in self.cond_noise)
+        self.cond_views = tuple(int(v) for v in self.cond_views)
+        self.cond_noise = tuple(float(v) for v in self.cond_noise)
         if self.context < 0 or self.context > 8:
             raise ValueError(f"context must be 0 (a slice prior) or 1..8 slices each side, got {self.context}")
         if (self.context or self.conditional) and (self.dims != 2 or self.data is None):
@@ -245,9 +246,66 @@ def save_sample_grid(denoiser, cfg: TrainConfig, path: Path, n: int, seed: int =
 
 
 # -- the loop --------------------------------------------------------------------------------------
+def _resumed(cfg: TrainConfig, ckpt_path: Path):
+    """``(cfg, state)``: the checkpoint's defining settings with this call's runtime knobs, and its
+    state (``None`` for a new run); a resume with other defining settings is an error."""
+    if not ckpt_path.exists():
+        return cfg, None
+    state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
+    diff = config_differences(state["config"], cfg.to_dict())
+    if diff:
+        raise ValueError(f"{ckpt_path} was trained with other settings; resume with the same ones or use a "
+                         f"new directory. Differences (checkpoint -> requested): " + "; ".join(diff))
+    saved = TrainConfig(**state["config"])
+    # a resumed run keeps its defining settings; only the stopping rule and runtime knobs may change
+    for k in RUNTIME_KEYS:
+        setattr(saved, k, getattr(cfg, k))
+    return saved, state
+
+
+def _models(cfg: TrainConfig, dev, state):
+    """``(model, ema, optimiser, step, elapsed_s, cpu_s)``, new or restored from ``state``."""
+    with torch.random.fork_rng(devices=[]):  # initial weights depend on run_seed only
+        torch.manual_seed(cfg.run_seed)
+        model = build_denoiser(cfg, cfg.sigma_data).to(dev)
+    ema = build_denoiser(cfg, cfg.sigma_data).to(dev).requires_grad_(False)
+    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
+    if state is None:
+        ema.load_state_dict(model.state_dict())
+        return model, ema, opt, 0, 0.0, 0.0
+    model.load_state_dict(state["model"])
+    ema.load_state_dict(state["ema"])
+    opt.load_state_dict(state["opt"])
+    # wall and process CPU seconds (all threads), summed over resumes
+    return model, ema, opt, state["step"], state["elapsed_s"], state.get("cpu_s", 0.0)
+
+
+def _step(cfg: TrainConfig, step: int, volumes, model, ema, opt, dev) -> float:
+    """One optimiser step (batch, σ and noise functions of ``(run_seed, step)``) and the EMA update;
+    returns the loss."""
+    u0 = ((make_batch(cfg, step, volumes) - OFFSET) * SCALE).to(dev)
+    g = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.run_seed, step, 3]).generate_state(1)[0]))
+    s = NOISE_DISTRIBUTIONS[cfg.noise](u0.shape[0], g).view(-1, *([1] * (u0.dim() - 1))).to(dev)
+    noise = torch.randn(u0.shape, generator=g).to(dev)
+    cond = make_condition(cfg, step, u0) if cfg.conditional else (None, None)
+    with torch.autocast(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16"):
+        loss = model.loss(u0, s, noise, *cond).mean()
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    for group in opt.param_groups:
+        group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
+    opt.step()
+    decay = min(cfg.ema_decay, (2 + step) / (11 + step))  # (1 + n) / (10 + n) after n = step + 1 steps
+    with torch.no_grad():
+        for pe, pm in zip(ema.parameters(), model.parameters()):
+            pe.lerp_(pm, 1 - decay)
+    return float(loss.detach())
+
+
 def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True) -> Path:
     """Train (or resume) into ``out_dir``; returns the checkpoint path. See the module docstring."""
-    from tqdm import tqdm
+    from tqdm import tqdm  # start-up time
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -256,36 +314,10 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True
         torch.set_num_threads(cfg.threads)
     dev = _device(cfg.device)
     volumes = load_volumes(cfg.data) if cfg.data else None
-
-    state = None
-    if ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
-        diff = config_differences(state["config"], cfg.to_dict())
-        if diff:
-            raise ValueError(f"{ckpt_path} was trained with other settings; resume with the same ones or use a "
-                             f"new directory. Differences (checkpoint -> requested): " + "; ".join(diff))
-        saved = TrainConfig(**state["config"])
-        # a resumed run keeps its defining settings; only the stopping rule and runtime knobs may change
-        for k in RUNTIME_KEYS:
-            setattr(saved, k, getattr(cfg, k))
-        cfg = saved
+    cfg, state = _resumed(cfg, ckpt_path)
     if cfg.sigma_data is None:
         cfg.sigma_data = _estimate_sigma_data(cfg, volumes)
-
-    with torch.random.fork_rng(devices=[]):  # initial weights depend on run_seed only
-        torch.manual_seed(cfg.run_seed)
-        model = build_denoiser(cfg, cfg.sigma_data).to(dev)
-    ema = build_denoiser(cfg, cfg.sigma_data).to(dev).requires_grad_(False)
-    opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
-    step, elapsed, cpu0 = 0, 0.0, 0.0  # wall and process CPU seconds (all threads), summed over resumes
-    if state is not None:
-        model.load_state_dict(state["model"])
-        ema.load_state_dict(state["ema"])
-        opt.load_state_dict(state["opt"])
-        step, elapsed = state["step"], state["elapsed_s"]
-        cpu0 = state.get("cpu_s", 0.0)
-    else:
-        ema.load_state_dict(model.state_dict())
+    model, ema, opt, step, elapsed, cpu0 = _models(cfg, dev, state)
 
     def checkpoint():
         _save_atomic({"config": cfg.to_dict(), "step": step, "elapsed_s": elapsed, "cpu_s": cpu0 + time.process_time(),
@@ -296,36 +328,16 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True
     log = open(out / "train.log", "a")
     log.write(f"# {time.strftime('%Y-%m-%d %H:%M:%S')} {'resume at step %d' % step if state else 'start'}: "
               f"{json.dumps(cfg.to_dict())} params={n_params(model.net)} device={dev}\n")
-    sample_sigma = NOISE_DISTRIBUTIONS[cfg.noise]
     evaluate = _HeldOut(cfg, out, log) if cfg.val_data else None
-    autocast = dict(device_type=dev.type, dtype=torch.bfloat16, enabled=cfg.precision == "bf16")
-    t_start, t_ckpt, run_loss = time.time(), time.time(), None
-    elapsed0 = elapsed
+    t_start, t_ckpt, run_loss, elapsed0 = time.time(), time.time(), None, elapsed
     bar = tqdm(total=cfg.steps, initial=step, disable=not progress, dynamic_ncols=True, desc=cfg.name)
     restore = _checkpoint_on_sigterm()
     try:
         while step < cfg.steps:
             if cfg.max_minutes is not None and (time.time() - t_start) / 60 >= cfg.max_minutes:
                 break
-            u0 = ((make_batch(cfg, step, volumes) - OFFSET) * SCALE).to(dev)
-            g = torch.Generator().manual_seed(int(np.random.SeedSequence([cfg.run_seed, step, 3]).generate_state(1)[0]))
-            s = sample_sigma(u0.shape[0], g).view(-1, *([1] * (u0.dim() - 1))).to(dev)
-            noise = torch.randn(u0.shape, generator=g).to(dev)
-            cond = make_condition(cfg, step, u0) if cfg.conditional else (None, None)
-            with torch.autocast(**autocast):
-                loss = model.loss(u0, s, noise, *cond).mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * min(1.0, (step + 1) / cfg.warmup)
-            opt.step()
+            lv = _step(cfg, step, volumes, model, ema, opt, dev)
             step += 1
-            decay = min(cfg.ema_decay, (1 + step) / (10 + step))
-            with torch.no_grad():
-                for pe, pm in zip(ema.parameters(), model.parameters()):
-                    pe.lerp_(pm, 1 - decay)
-            lv = float(loss.detach())
             run_loss = lv if run_loss is None else 0.98 * run_loss + 0.02 * lv
             elapsed = elapsed0 + time.time() - t_start
             bar.update(1)

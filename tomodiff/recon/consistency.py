@@ -24,6 +24,8 @@ import warnings
 
 import torch
 
+from ..operators.solvers import conjugate_gradient
+
 __all__ = ["data_consistency", "warn_if_inconsistent", "guard", "DataConsistencyWarning", "WARN_CHI2"]
 
 # χ²/m above this triggers the warning: at 1% noise a good reconstruction gives 0.5–1.5 on the
@@ -84,8 +86,6 @@ def guard(A, y: torch.Tensor, samples: torch.Tensor, sigma_y: float, reference: 
     ``{"target_chi2", "cg_iters", "fallback"}`` (χ² as in :func:`data_consistency`; ``None``
     when ``σ_y = 0``, the comparison then uses the plain residual).
     """
-    from ..operators.solvers import conjugate_gradient
-
     def res2(x):
         return float(_residual2_per_view(A, x, y)[0].sum())
 

@@ -37,6 +37,7 @@ import warnings
 import numpy as np
 import torch
 
+from ..ct import Projector, parallel_beam
 from ..operators.base import LinearOperator
 from ._common import check_measurement, check_operator
 
@@ -176,6 +177,19 @@ def fbp(A: LinearOperator, y: torch.Tensor, *, filter: str = "hann", cutoff: flo
     assume a full 2π scan (a warning is given otherwise; no short-scan weights).
     """
     name = "fbp"
+    g, y, angles = _checked(A, y, geometry, cutoff, name)
+    if g.kind == "parallel":
+        x = A.adjoint(_parallel_filtered(y, g, angles, filter, cutoff))
+        if g.ndim == 3:
+            x = _normalise_z(A, g, x)
+        return x.clamp_min(0.0) if nonneg else x
+    q = _divergent_filtered(y, g, angles, filter, cutoff, name)
+    x = _fan_backproject(A, q, g, angles, fan_nodes) if g.kind == "fan" else A.adjoint(q)
+    return x.clamp_min(0.0) if nonneg else x
+
+
+def _checked(A, y, geometry, cutoff, name):
+    """``(geometry, y, angles)`` after checking that they fit each other; errors name ``name``."""
     check_operator(A, name)
     g = geometry if geometry is not None else getattr(A, "geometry", None)
     if g is None:
@@ -185,9 +199,8 @@ def fbp(A: LinearOperator, y: torch.Tensor, *, filter: str = "hann", cutoff: flo
     kind = g.kind
     if kind not in ("parallel", "fan", "cone"):
         raise ValueError(f"{name}: geometry kind must be 'parallel', 'fan' or 'cone', got {kind!r}")
-    n_spatial = len(A.domain_shape)
     ndim = len(tuple(g.volume_shape))
-    if ndim != n_spatial:
+    if ndim != len(A.domain_shape):
         raise ValueError(f"{name}: geometry is {ndim}D but A's domain is {A.domain_shape}")
     angles = np.asarray(g.angles, dtype=np.float64)
     if angles.size != y.shape[2]:
@@ -196,54 +209,60 @@ def fbp(A: LinearOperator, y: torch.Tensor, *, filter: str = "hann", cutoff: flo
         raise ValueError(f"{name}: {kind} geometry with source_distance={g.source_distance!r}")
     if not (0.0 < cutoff <= 1.0):
         raise ValueError(f"{name}: cutoff must be in (0, 1] (fraction of Nyquist), got {cutoff!r}")
+    if kind == "fan" and ndim != 2:
+        raise ValueError(f"{name}: fan geometry needs a 2D volume, got {g.volume_shape}")
+    return g, y, angles
 
+
+def _views_shape(y) -> tuple:
+    return (-1,) + (1,) * (y.dim() - 3)  # broadcast a per-view weight over detector dims
+
+
+def _parallel_filtered(y, g, angles, filter, cutoff):
+    """Ramp-filtered, angle-weighted parallel-beam projections, ready for ``Aᵀ``."""
     dv, du = _pair(g.det_spacing, "det_spacing")
-    offset = float(g.center_offset)
-    vol = _voxel_volume(g.voxel_size, ndim)
-    dt, dev = y.dtype, y.device
-    views_shape = (-1,) + (1,) * (y.dim() - 3)      # broadcast a per-view weight over detector dims
+    vol = _voxel_volume(g.voxel_size, g.ndim)
+    w_angle = angle_weights(angles, math.pi)
+    q = ramp_filter(y, det_spacing=du, filter=filter, cutoff=cutoff)
+    # Aᵀ puts vs^d / (du [dv]) per view on each voxel; undo it
+    ray_area = du * dv if g.ndim == 3 else du
+    return q * (torch.as_tensor(w_angle, dtype=y.dtype, device=y.device).reshape(_views_shape(y)) * (ray_area / vol))
 
-    if kind == "parallel":
-        w_angle = angle_weights(angles, math.pi)
-        q = ramp_filter(y, det_spacing=du, filter=filter, cutoff=cutoff)
-        # Aᵀ puts vs^d / (du [dv]) per view on each voxel; undo it
-        ray_area = du * dv if ndim == 3 else du
-        q = q * (torch.as_tensor(w_angle, dtype=dt, device=dev).reshape(views_shape) * (ray_area / vol))
+
+def _divergent_filtered(y, g, angles, filter, cutoff, name):
+    """Cosine-weighted, ramp-filtered fan or cone projections (FDK), ready for the backprojection."""
+    dv, du = _pair(g.det_spacing, "det_spacing")
+    vol = _voxel_volume(g.voxel_size, g.ndim)
+    dt, dev = y.dtype, y.device
+    sod = float(g.source_distance)
+    sdd = sod + float(g.detector_distance)
+    w_angle = angle_weights(angles, 2.0 * math.pi)
+    if _coverage(angles) < 0.97 * 2.0 * math.pi:
+        warnings.warn(f"{name}: {g.kind}-beam FBP assumes views spread over a full 2π; these "
+                      "angles are not (no short-scan weighting is applied)", stacklevel=3)
+    u = _detector_coords(y.shape[-1], du, float(g.center_offset), dt, dev)
+    if g.kind == "fan":
+        cos_a = sdd / torch.sqrt(sdd**2 + u**2)                       # (U,)
+        ray_area = du * sod / sdd
     else:
-        sod = float(g.source_distance)
-        sdd = sod + float(g.detector_distance)
-        w_angle = angle_weights(angles, 2.0 * math.pi)
-        if _coverage(angles) < 0.97 * 2.0 * math.pi:
-            warnings.warn(f"{name}: {kind}-beam FBP assumes views spread over a full 2π; these "
-                          "angles are not (no short-scan weighting is applied)", stacklevel=2)
-        U = y.shape[-1]
-        u = _detector_coords(U, du, offset, dt, dev)
-        if kind == "fan":
-            if ndim != 2:
-                raise ValueError(f"{name}: fan geometry needs a 2D volume, got {g.volume_shape}")
-            cos_a = sdd / torch.sqrt(sdd**2 + u**2)                       # (U,)
-            ray_area = du * sod / sdd
-        else:
-            V = y.shape[-2]
-            v = _detector_coords(V, dv, 0.0, dt, dev)
-            cos_a = sdd / torch.sqrt(sdd**2 + u**2 + v[:, None] ** 2)     # (V, U)
-            ray_area = du * dv * (sod / sdd) ** 2
-        q = ramp_filter(y * cos_a, det_spacing=du * sod / sdd, filter=filter, cutoff=cutoff)
-        # ½ Δβ: each ray is measured twice in a full scan. Aᵀ weighs a voxel by
-        # vs^d / (ray_area · U^(d-1) · cos α); multiply the cos α and ray_area back in.
-        w = torch.as_tensor(0.5 * w_angle, dtype=dt, device=dev).reshape(views_shape)
-        q = q * w * cos_a * (ray_area / vol)
-        if kind == "fan":
-            x = _fan_backproject(A, q, g, angles, fan_nodes)
-            return x.clamp_min(0.0) if nonneg else x
-    x = A.adjoint(q)
-    if kind == "parallel" and ndim == 3:
-        w = z_column_weights(A, g)
-        if w is not None:
-            w = w.to(dtype=x.dtype, device=x.device)
-            seen = w > 1e-3  # slices no detector row reaches stay as they are (zero)
-            x = torch.where(seen[:, None, None], x / torch.where(seen, w, torch.ones_like(w))[:, None, None], x)
-    return x.clamp_min(0.0) if nonneg else x
+        v = _detector_coords(y.shape[-2], dv, 0.0, dt, dev)
+        cos_a = sdd / torch.sqrt(sdd**2 + u**2 + v[:, None] ** 2)     # (V, U)
+        ray_area = du * dv * (sod / sdd) ** 2
+    q = ramp_filter(y * cos_a, det_spacing=du * sod / sdd, filter=filter, cutoff=cutoff)
+    # ½ Δβ: each ray is measured twice in a full scan. Aᵀ weighs a voxel by
+    # vs^d / (ray_area · U^(d-1) · cos α); multiply the cos α and ray_area back in.
+    w = torch.as_tensor(0.5 * w_angle, dtype=dt, device=dev).reshape(_views_shape(y))
+    return q * w * cos_a * (ray_area / vol)
+
+
+def _normalise_z(A, g, x):
+    """Parallel 3D: divide each slice by the share of detector rows that reach it."""
+    w = z_column_weights(A, g)
+    if w is None:
+        return x
+    w = w.to(dtype=x.dtype, device=x.device)
+    seen = w > 1e-3  # slices no detector row reaches stay as they are (zero)
+    return torch.where(seen[:, None, None], x / torch.where(seen, w, torch.ones_like(w))[:, None, None], x)
 
 
 def z_column_weights(A: LinearOperator, g) -> torch.Tensor | None:
@@ -254,8 +273,6 @@ def z_column_weights(A: LinearOperator, g) -> torch.Tensor | None:
     (``c(z)·S(y, x)`` for a projector whose rays stay in z-planes) divided by the same view
     backprojected through one 2D slice (``S(y, x)``), median over the pixels the view covers well.
     """
-    from ..ct import Projector, parallel_beam
-
     Z, V = int(g.volume_shape[0]), int(g.det_shape[0])
     if V == Z and float(g.det_spacing) == float(g.voxel_size):
         return None

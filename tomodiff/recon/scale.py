@@ -28,11 +28,17 @@ import warnings
 
 import torch
 
+from ..ct import Projector
+from ..io.project_file import recorded_mu_max
+from . import distributed
+from .fbp import fbp
+
 # the prior's value range after scaling: priors are trained on volumes in [0, 1]
 PRIOR_RANGE = (0.0, 1.0)
 # a robust maximum outside [PRIOR_MAX / FAR, PRIOR_MAX · FAR] counts as "far outside" the range
 FAR = 4.0
 QUANTILE = 0.999
+MAX_VALUES = 1 << 22  # torch.quantile's size limit
 
 
 def robust_max(A, y: torch.Tensor, *, quantile: float = QUANTILE) -> float:
@@ -40,22 +46,52 @@ def robust_max(A, y: torch.Tensor, *, quantile: float = QUANTILE) -> float:
     in ``x``'s units; for operators without a geometry, of ``Aᵀy / ‖A‖²`` instead."""
     with torch.no_grad():
         if getattr(A, "geometry", None) is not None:
-            from .fbp import fbp
-
             x = fbp(A, y, filter="hann", nonneg=True)
         else:
-            x = (A.adjoint(y) / max(float(A.norm()) ** 2, 1e-30)).clamp_min(0)
+            norm = A.norm(generator=torch.Generator(device=y.device).manual_seed(0), device=y.device)
+            x = (A.adjoint(y) / max(float(norm) ** 2, 1e-30)).clamp_min(0)
         flat = x.detach().flatten().float()
-        if flat.numel() > 1 << 22:  # quantile's size limit: a regular subsample is plenty
-            flat = flat[:: math.ceil(flat.numel() / (1 << 22))]
+        if flat.numel() > MAX_VALUES:  # quantile's size limit: a regular subsample is plenty
+            flat = flat[:: math.ceil(flat.numel() / MAX_VALUES)]
         return float(torch.quantile(flat, quantile))
 
 
-def resolve_scale(A, y: torch.Tensor, scale, *, linear: bool = False) -> tuple[float, dict]:
+def slabwise_robust_max(geometry, read, blocks, *, device, ctx=None, quantile: float = QUANTILE) -> float:
+    """:func:`robust_max` of a volume that splits by rows (:attr:`Geometry.rows_are_slices`),
+    computed block of slices by block, so that memory stays bounded and the in-memory and
+    file-to-file paths estimate the very same number.
+
+    read: ``read(a, b)`` -> line integrals of detector rows ``a:b``, ``(1, 1, A, b − a, U)``;
+    blocks: ``[(a, b), ...]`` covering the slices. The quantile is over every ``stride``-th voxel of
+    the whole volume (stride 1 up to 2²² voxels), the same voxels whatever the blocks; under
+    torch.distributed (``ctx``) the blocks are shared among the ranks.
+    """
+    ctx = ctx or distributed.Dist()
+    Z, Y, X = geometry.volume_shape
+    stride = max(1, math.ceil(Z * Y * X / MAX_VALUES))
+    mine = {}
+    with torch.no_grad():
+        for k, (a, b) in enumerate(blocks):
+            if k % ctx.world != ctx.rank:
+                continue
+            x = fbp(Projector(geometry.rows(a, b), device=device), read(a, b).to(device), filter="hann", nonneg=True)
+            flat = x.detach().flatten().float().cpu()
+            first = (-a * Y * X) % stride  # first index of this block on the global grid of every stride-th voxel
+            mine[k] = flat[first::stride].numpy()
+    gathered = {}
+    for part in distributed.gather_objects(ctx, mine, "the scale step"):
+        gathered.update(part)
+    values = torch.cat([torch.from_numpy(gathered[k]) for k in range(len(blocks))])
+    return float(torch.quantile(values, quantile))
+
+
+def resolve_scale(A, y: torch.Tensor | None, scale, *, linear: bool = False, estimate=None) -> tuple[float, dict]:
     """``(s, record)``: the factor of the scale step and how it was chosen (for the provenance).
 
     ``linear``: the method's result is proportional to ``y`` (FBP, SIRT, CGLS), so ``"auto"``
-    skips the estimate (a quick FBP) and uses ``s = 1``; a given number is still checked."""
+    skips the estimate (a quick FBP) and uses ``s = 1``; a given number is still checked.
+    estimate: the robust maximum for ``"auto"``, as a callable (default ``robust_max(A, y)``; slab
+    runs pass :func:`slabwise_robust_max`)."""
     if scale is None or scale == "none":
         return 1.0, {"rule": "none (data taken to be in the prior's units)", "value": 1.0}
     if isinstance(scale, str):
@@ -63,7 +99,7 @@ def resolve_scale(A, y: torch.Tensor, scale, *, linear: bool = False) -> tuple[f
             raise ValueError(f"scale must be 'auto', None or a positive number, got {scale!r}")
         if linear:
             return 1.0, {"rule": "auto: not needed (the method is linear in y)", "value": 1.0}
-        s = robust_max(A, y)
+        s = robust_max(A, y) if estimate is None else estimate()
         if not (math.isfinite(s) and s > 0):
             raise ValueError("scale='auto': the quick FBP of y is zero or negative everywhere (is y empty or "
                              "of the wrong sign?); pass the attenuation range as a number instead")
@@ -78,13 +114,9 @@ def resolve_scale(A, y: torch.Tensor, scale, *, linear: bool = False) -> tuple[f
 
 
 def known_scale(provenance: dict | None) -> float | None:
-    """The attenuation that maps to 1 when a file records it: ``provenance["mu_max"]`` (written by
-    ``tomodiff simulate``: the simulated object's maximum), else ``None`` (estimate it instead).
-    Readers of project files (the CLI, the napari widget) pass it as ``scale``."""
-    mu_max = (provenance or {}).get("mu_max")
-    if isinstance(mu_max, (int, float)) and not isinstance(mu_max, bool) and math.isfinite(mu_max) and mu_max > 0:
-        return float(mu_max)
-    return None
+    """The attenuation that maps to 1 when a file records it (:func:`tomodiff.io.project_file.recorded_mu_max`),
+    else ``None``. Readers of project files (the CLI, the napari widget) pass it as ``scale``."""
+    return recorded_mu_max(provenance)
 
 
 def warn_if_out_of_range(A, y_scaled: torch.Tensor, what: str = "the prior") -> float | None:

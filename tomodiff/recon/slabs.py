@@ -7,8 +7,6 @@ grows with the slab, not the volume, and finished slabs can be checkpointed.
 
 from __future__ import annotations
 
-import dataclasses
-
 import torch
 
 
@@ -28,20 +26,6 @@ def plan_slabs(n_slices: int, slab: int, overlap: int) -> list[tuple[int, int]]:
         if stop == n_slices:
             return out
         start = stop - overlap
-
-
-def slab_geometry(geometry, start: int, stop: int):
-    """The parallel-beam geometry of slices ``start:stop`` and detector rows ``start:stop``."""
-    n = stop - start
-    return dataclasses.replace(geometry, volume_shape=(n, *geometry.volume_shape[1:]),
-                               det_shape=(n, geometry.det_shape[1]))
-
-
-def can_split(geometry) -> bool:
-    """True when detector rows map one-to-one onto axial slices (parallel beam, equal pitch)."""
-    return (geometry is not None and getattr(geometry, "kind", None) == "parallel" and geometry.ndim == 3
-            and geometry.det_shape[0] == geometry.volume_shape[0]
-            and abs(geometry.det_spacing - geometry.voxel_size) <= 1e-9 * geometry.voxel_size)
 
 
 def two_pass(plan: list[tuple[int, int]]) -> list[list[int]]:
@@ -76,17 +60,39 @@ def slab_weights(plan: list[tuple[int, int]], k: int, dtype=torch.float32, devic
     return w
 
 
+def blend_stream(plan: list[tuple[int, int]], part):
+    """Join slab results one slab at a time: yields ``(z0, z1, joined)`` with ``joined`` the final
+    slices ``z0:z1`` ``(..., z1 − z0, Y, X)``, in order, holding at most two slabs at once.
+
+    ``part(k)`` returns slab ``k``'s result ``(..., Z_k, Y, X)``. Slices shared by neighbours are
+    cross-faded linearly from the earlier slab to the later one (:func:`slab_weights`): the sums
+    ``0 + w_k·x_k + w_{k+1}·x_{k+1}`` over ``0 + w_k + w_{k+1}``, the same additions in the same
+    order whether the volume is joined in memory or streamed to a file, so both are bitwise equal.
+    """
+    carry = None  # (accumulated values, weights) of the slices shared with the next slab
+    for k, (start, stop) in enumerate(plan):
+        x = part(k)
+        w = slab_weights(plan, k, x.dtype, x.device)
+        acc = x.new_zeros(x.shape)
+        wsum = x.new_zeros(x.shape[-3])
+        if carry is not None:
+            s = carry[0].shape[-3]
+            acc[..., :s, :, :] += carry[0]
+            wsum[:s] += carry[1]
+        acc += x * w.view(-1, 1, 1)
+        wsum += w
+        final = (plan[k + 1][0] if k + 1 < len(plan) else stop) - start
+        carry = (acc[..., final:, :, :], wsum[final:]) if final < acc.shape[-3] else None
+        yield start, start + final, acc[..., :final, :, :] / wsum[:final].view(-1, 1, 1)
+
+
 def blend(parts: list[torch.Tensor], plan: list[tuple[int, int]], n_slices: int) -> torch.Tensor:
-    """Join slab results ``(..., Z_k, Y, X)`` into ``(..., n_slices, Y, X)``; overlapping slices are
-    cross-faded linearly from the earlier slab to the later one."""
-    first = parts[0]
-    out = first.new_zeros((*first.shape[:-3], n_slices, *first.shape[-2:]))
-    weight = first.new_zeros(n_slices)
-    for k, ((start, stop), part) in enumerate(zip(plan, parts)):
-        w = slab_weights(plan, k, first.dtype, first.device)
-        out[..., start:stop, :, :] += part * w.view(-1, 1, 1)
-        weight[start:stop] += w
-    return out / weight.view(-1, 1, 1)
+    """Join slab results ``(..., Z_k, Y, X)`` into ``(..., n_slices, Y, X)`` (:func:`blend_stream`)."""
+    chunks = [joined for _, _, joined in blend_stream(plan, parts.__getitem__)]
+    out = torch.cat(chunks, dim=-3) if len(chunks) > 1 else chunks[0]
+    if out.shape[-3] != n_slices:
+        raise ValueError(f"the plan covers {out.shape[-3]} slices, expected {n_slices}")
+    return out
 
 
 def seam_ratio(volume, plan: list[tuple[int, int]]) -> float:

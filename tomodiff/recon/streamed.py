@@ -3,7 +3,7 @@
 :func:`reconstruct_file` reads a sinogram file (project file, DXchange or NXtomo) a slab of
 detector rows at a time, reconstructs each slab of axial slices (every method: FBP and SIRT are
 exact slice by slice in parallel beam, so their slabs do not overlap; TV, CGLS and the diffusion
-methods use overlapping slabs), keeps each finished slab in a :class:`~tomodiff.io.streaming.SlabStore`
+methods use overlapping slabs), keeps each finished slab in a :class:`~tomodiff.recon.slab_store.DirectoryStore`
 (the checkpoint), and merges the slabs into the output file (rank 0, atomically).
 
 Under ``torchrun`` the slabs of each pass are shared among the ranks
@@ -24,20 +24,26 @@ activations kept for the vector–Jacobian product; measured at 64² and 128²).
 
 from __future__ import annotations
 
+import math
 import resource
 import time
 from pathlib import Path
 
 import torch
 
+from .. import methods
+from ..ct import Projector
+from ..io.sinogram_reader import open_sinogram
+from ..io.volume_writer import write_volume
+from ..priors import load as load_prior
 from . import distributed
+from .engine import FileSource, Settings, SlabLayout, run_slabs
 from .memory import PeakMemory
-from .reconstruct import (CLASSICAL, DIFFUSION, METHODS, _classical, _denoiser_of, _diffusion_options,
-                          _diffusion_slab, _prior_info, _versions)
-from .slabs import can_split, plan_slabs, slab_geometry, two_pass
-
-#: methods whose slabs need no overlap: exact slice by slice in parallel beam
-SEPARABLE = ("fbp", "sirt")
+from .provenance import created, plain_options, prior_info, used_options, versions
+from .scale import resolve_scale, slabwise_robust_max
+from .slab_store import DirectoryStore, run_key
+from .slabs import blend_stream, plan_slabs, two_pass
+from .solvers import diffusion_options, solve_classical, solve_diffusion
 
 
 def default_store(out) -> Path:
@@ -50,80 +56,117 @@ def _rss_peak_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def reconstruct_file(path, out, *, method: str, prior=None, steps: int = 50, n_samples: int = 1,
-                     sigma_y: float | None = None, seed: int = 0, slab: int = 32, overlap: int | None = None,
-                     z_coupling: float = 0.02, keep_samples: bool = False, checkpoint=None, device="cpu",
-                     thin: int = 1, rows=None, center_offset: float = 0.0, scale=None, progress: bool = True,
+def reconstruct_file(path, out, *, method: str, prior=None, steps: int | None = None, n_samples: int = 1,
+                     sigma_y: float | None = None, seed: int = 0, slab: int = methods.DEFAULT_SLAB,
+                     overlap: int | None = None, z_coupling: float = methods.DEFAULT_Z_COUPLING,
+                     keep_samples: bool = False, checkpoint=None, device="cpu", thin: int = 1, rows=None,
+                     center_offset: float = 0.0, scale=None, progress: bool = True, precision: str = "fp32",
                      **options) -> dict | None:
     """Reconstruct the sinogram in ``path`` slab by slab into the project file ``out``.
 
     Parameters as in :func:`tomodiff.recon.reconstruct` (``prior``: a prior object or a shipped
-    prior's name); ``overlap`` defaults to 0 for FBP/SIRT and 4 otherwise; ``sigma_y`` to the
-    file's, else 1% of ``max|y|``. ``checkpoint``: the slab directory (default
-    :func:`default_store`), kept after a failure so that rerunning — with any number of ranks —
-    resumes; removed after success. ``thin``, ``rows``, ``center_offset``: as ``tomodiff
-    reconstruct`` (every thin-th angle; detector rows ``(start, stop)``; raw scans' axis offset).
-    scale: the scale step as in ``reconstruct`` (``None``: none; a number: the value that maps to
-    1; ``"auto"``: the 99.9% quantile of a non-negative Hann FBP, computed slab by slab and shared
-    among the ranks). Slabs are solved for ``y / s`` and the joined result is multiplied by ``s``.
+    prior's name, loaded in ``precision``; ``method="auto"`` as there); ``overlap`` defaults to 0
+    for methods exact slice by slice (FBP, SIRT) and 4 otherwise; ``sigma_y`` to the file's, else 1% of ``max|y|``.
+    ``checkpoint``: the slab directory (default :func:`default_store`), kept after a failure so
+    that rerunning — with any number of ranks — resumes; removed after success. ``thin``, ``rows``,
+    ``center_offset``: as ``tomodiff reconstruct`` (every thin-th angle; detector rows
+    ``(start, stop)``; raw scans' axis offset). scale: the scale step as in ``reconstruct``
+    (``None``: none; a number: the value that maps to 1; ``"auto"``: the file's recorded
+    ``mu_max`` where a simulated scan has one, else the 99.9% quantile of a non-negative Hann
+    FBP, computed slab by slab and shared among the ranks). Slabs are solved for ``y / s`` and
+    the joined result is multiplied by ``s``.
 
     Returns on rank 0 a summary dict (method, seconds, nfe, residual, psnr against a reference
     when the file has one, per-rank peak RSS in MiB, slabs, world size, out); ``None`` on other ranks.
     """
-    from ..io.streaming import SlabStore, open_sinogram, run_key, write_volume
-
     t0, cpu0 = time.perf_counter(), time.process_time()
-    if method not in METHODS or method == "auto":
-        raise ValueError(f"method must be one of {tuple(m for m in METHODS if m != 'auto')}, got {method!r}")
+    m, steps, options = methods.resolve(method, steps, options)
+    steps = methods.DEFAULT_STEPS if steps is None else steps
+    settings = Settings(seed=seed, progress=progress, checkpoint=checkpoint, device=device, precision=precision)
     ctx, dev = distributed.setup(device)
     with open_sinogram(path, thin=thin, rows=rows, center_offset=center_offset) as src:
-        geometry = src.geometry
-        if not can_split(geometry):
+        if not src.geometry.rows_are_slices:
+            g = src.geometry
             raise ValueError(f"{path}: slab-wise reconstruction needs a 3D parallel-beam geometry with one detector "
-                             f"row per slice (got {geometry.kind}, volume {geometry.volume_shape}, detector "
-                             f"{geometry.det_shape})")
-        if sigma_y is None:
-            sigma_y = src.sigma_y
-        if sigma_y is None:
-            sigma_y = 0.01 * src.abs_max()
-            if ctx.rank == 0:
-                ctx.say(f"sigma_y not given nor in the file: assuming 1% of max|y| = {sigma_y:.4g}")
-        if overlap is None:
-            overlap = 0 if method in SEPARABLE else 4
-        n_slices = geometry.volume_shape[0]
-        plan = plan_slabs(n_slices, slab, overlap)
-        phases = two_pass(plan) if method in DIFFUSION else [list(range(len(plan)))]
-        if method in CLASSICAL:
-            n_samples = 1
-        s = _resolve_scale(scale, ctx, src, geometry, slab, dev)
-        if isinstance(prior, str) or (prior is None and method in DIFFUSION):
-            if prior is None:
-                raise ValueError("diffusion methods need a prior (e.g. prior='ct-slice')")
-            from ..priors import load
+                             f"row per slice (got {g.kind}, volume {g.volume_shape}, detector {g.det_shape})")
+        sigma_y = _noise_level(sigma_y, src, ctx) if m.diffusion else sigma_y
+        layout = SlabLayout(slab, (0 if m.separable else methods.DEFAULT_OVERLAP) if overlap is None else overlap,
+                            z_coupling)
+        run = _FileRun(ctx, dev, src, m, _load(prior, m, dev, settings.precision), steps,
+                       n_samples if m.diffusion else 1, sigma_y, layout, settings, scale, options)
+        return run.execute(path, out, keep_samples and m.diffusion, t0, cpu0)
 
-            prior = load(prior, device=dev)
-        params = {"method": method, "steps": steps, "n_samples": n_samples, "sigma_y": sigma_y, "seed": seed,
-                  "slab": slab, "overlap": overlap, "z_coupling": z_coupling, "plan": plan, "scale": s,
-                  "schedule": "two-pass" if method in DIFFUSION else "independent",
-                  **{k: v for k, v in options.items() if isinstance(v, (int, float, str, bool, type(None)))}}
-        key = run_key({**params, "data": src.identity, "prior": _prior_info(prior) if method in DIFFUSION else {}})
-        keys = distributed.gather_objects(ctx, key, "the start of the run")
+
+def _noise_level(sigma_y, src, ctx) -> float:
+    if sigma_y is None:
+        sigma_y = src.sigma_y
+    if sigma_y is None:
+        sigma_y = methods.SIGMA_Y_FRACTION * src.abs_max()
+        if ctx.rank == 0:
+            ctx.say(f"sigma_y not given nor in the file: assuming 1% of max|y| = {sigma_y:.4g}")
+    return sigma_y
+
+
+def _load(prior, m, dev, precision: str):
+    """The prior object of a diffusion run (a shipped prior's name is loaded on ``dev``)."""
+    if not m.diffusion:
+        return prior
+    if prior is None:
+        raise ValueError("diffusion methods need a prior (e.g. prior='ct-slice')")
+    return load_prior(prior, device=dev, precision=precision) if isinstance(prior, str) else prior
+
+
+class _FileRun:
+    """One file-to-file run: plan, key and store, this rank's slabs, and rank 0's merge."""
+
+    def __init__(self, ctx, dev, src, m, prior, steps, n_samples, sigma_y, layout, settings, scale, options):
+        self.ctx, self.dev, self.src, self.m, self.prior = ctx, dev, src, m, prior
+        self.steps, self.n_samples, self.sigma_y = steps, n_samples, sigma_y
+        self.layout, self.settings = layout, settings
+        self.options = options
+        n_slices = src.geometry.volume_shape[0]
+        self.plan = plan_slabs(n_slices, layout.slab, layout.overlap)
+        self.phases = two_pass(self.plan) if m.diffusion else [list(range(len(self.plan)))]
+        self.s, self.scale_rule = _resolve_scale(scale, m, ctx, src, layout.slab, dev)
+        self.params = {"method": m.name, "steps": steps, "n_samples": n_samples, "sigma_y": sigma_y,
+                       "seed": settings.seed, "slab": layout.slab, "overlap": layout.overlap,
+                       "z_coupling": layout.z_coupling, "plan": self.plan, "scale": self.s,
+                       "schedule": "two-pass" if m.diffusion else "independent", **plain_options(options)}
+        self.used = diffusion_options(m.name, prior, options) if m.diffusion else dict(options)
+
+    def _solve(self, A_k, y_k, k, left, right, cb):
+        if not self.m.diffusion:
+            x, self.used = solve_classical(A_k, y_k, self.m.name, self.options)
+            return x[None], 0
+        res = solve_diffusion(getattr(self.prior, "denoiser", self.prior), A_k, y_k, k, method=self.m.name,
+                              steps=self.steps, n_samples=self.n_samples, sigma_y=self.sigma_y / self.s,
+                              seed=self.settings.seed, z_coupling=self.layout.z_coupling, opts=self.used, left=left,
+                              right=right, progress=self.settings.progress)
+        return res.samples, res.nfe
+
+    def _store(self, out):
+        ctx = self.ctx
+        params = {**self.params, "data": self.src.identity, "prior": prior_info(self.prior) if self.m.diffusion else {}}
+        keys = distributed.gather_objects(ctx, run_key(params), "the start of the run")
         if len(set(keys)) > 1:
             raise ValueError(f"rank {ctx.rank}/{ctx.world}: the ranks were started with different arguments or files "
                              f"(ranks {[r for r, k in enumerate(keys) if k != keys[0]]} differ from rank 0)")
-        store_dir = Path(checkpoint) if checkpoint is not None else default_store(out)
-        store = SlabStore(store_dir, key)
-        owners = [distributed.assign(plan, phase, ctx.world) for phase in phases]
+        checkpoint = self.settings.checkpoint
+        return DirectoryStore(Path(checkpoint) if checkpoint is not None else default_store(out), params)
+
+    def execute(self, path, out, keep_samples: bool, t0: float, cpu0: float) -> dict | None:
+        ctx, plan = self.ctx, self.plan
+        store = self._store(out)
+        owners = [distributed.assign(plan, phase, ctx.world) for phase in self.phases]
         busy = sorted({r for o in owners for r in o.values()})
         group = distributed.active_group(ctx, busy)
         if ctx.rank not in busy:
             ctx.say(f"idle: {len(plan)} slab(s) for {ctx.world} ranks, none left for this rank; exiting")
             return None
         hint = f"finished slabs are kept in {store.dir}; rerun the same command (any number of ranks) to resume"
-        with PeakMemory(dev) as mem:
-            used = _run_slabs(ctx, src, geometry, plan, phases, owners, store, group, hint, dev, s, method=method,
-                              prior=prior, steps=steps, n_samples=n_samples, sigma_y=sigma_y / s, seed=seed,
-                              z_coupling=z_coupling, progress=progress, options=options)
+        with PeakMemory(self.dev) as mem:
+            run_slabs(FileSource(self.src, self.dev, self.s), store, plan, self.phases, self._solve, ctx, hint=hint,
+                      group=group, progress=False)
         ranks = distributed.gather_objects(ctx, {"rank": ctx.rank, "peak_rss_mb": _rss_peak_mb(),
                                                  "cpu_s": time.process_time() - cpu0,
                                                  "peak_above_start_mb": mem.peak_mb,
@@ -132,58 +175,37 @@ def reconstruct_file(path, out, *, method: str, prior=None, steps: int = 50, n_s
                                            "the end of the run", group)
         if ctx.rank != 0:
             return None
-        stats = _Stats(src, geometry, dev)
-        provenance = lambda: {**params,  # noqa: E731
-                              "options": {k: repr(v) for k, v in used.items() if k != "callback"},
-                              "prior": _prior_info(prior) if method in DIFFUSION else {},
-                              "geometry": geometry.to_dict(), "versions": _versions(), "input": str(path),
-                              "world_size": ctx.world, "ranks": ranks, "nfe": stats.nfe, "residual": stats.residual,
-                              "psnr": stats.psnr, "metrics": {"data_range": stats.data_range,
-                                                              "data_range_rule": "reference max - min"},
-                              "seconds": time.perf_counter() - t0,
-                              "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-        write_volume(out, source=src, plan=plan, store=store, keep_samples=keep_samples and method in DIFFUSION,
-                     provenance_fn=provenance, on_chunk=stats.add, scale=s)
+        stats = self._merge(path, out, store, ranks, keep_samples, t0)
         store.remove()
-        return {"method": method, "seconds": time.perf_counter() - t0, "nfe": stats.nfe, "residual": stats.residual,
-                "psnr": stats.psnr, "ssim": None, "data_range": stats.data_range, "scale": s, "slabs": len(plan),
-                "world_size": ctx.world, "ranks": ranks, "out": str(out)}
+        return {"method": self.m.name, "seconds": time.perf_counter() - t0, "nfe": stats.nfe,
+                "residual": stats.residual, "psnr": stats.psnr, "ssim": None, "data_range": stats.data_range,
+                "scale": self.s, "slabs": len(plan), "world_size": ctx.world, "ranks": ranks, "out": str(out)}
 
+    def _merge(self, path, out, store, ranks, keep_samples: bool, t0: float):
+        """Rank 0: join the stored slabs in order and write the project file, with statistics."""
+        stats = _Stats(self.src, self.src.geometry, self.dev)
+        nfes = {}
 
-def _run_slabs(ctx, src, geometry, plan, phases, owners, store, group, hint, dev, s, *, method, prior, steps, n_samples,
-               sigma_y, seed, z_coupling, progress, options) -> dict:
-    """This rank's slabs of every pass, each stored when done; a barrier after each pass."""
-    from ..ct import Projector
+        def part(k):
+            saved = store.get(k)
+            nfes[k] = saved["nfe"]
+            return saved["samples"][:, 0, 0]  # (n, Z_k, Y, X)
 
-    denoiser = _denoiser_of(prior) if method in DIFFUSION else None
-    used = _diffusion_options(method, prior, options) if method in DIFFUSION else dict(options)
-    for p, (phase, owner) in enumerate(zip(phases, owners)):
-        for k in sorted(k for k in phase if owner[k] == ctx.rank):
-            if store.has(k):
-                continue
-            start, stop = plan[k]
-            A_k = Projector(slab_geometry(geometry, start, stop), device=dev)
-            y_k = torch.from_numpy(src.read(start, stop))[None, None].to(dev) / s
-            if method in CLASSICAL:
-                opts = dict(options)
-                if method == "tv" and "op_norm" not in opts:  # ‖A‖ by power iteration from a fixed start, so
-                    # that a slab's result does not depend on what its rank drew before (the same on any rank)
-                    opts["op_norm"] = A_k.norm(generator=torch.Generator(device=dev).manual_seed(0),
-                                               dtype=y_k.dtype, device=dev)
-                x, used = _classical(A_k, y_k, method, opts, False, None)
-                store.put(k, x[:, 0].cpu(), 0)  # (1, Z_k, Y, X)
-                continue
-            left = right = None
-            if k % 2 == 1:  # continue both neighbours, finished in the first pass (read from the store)
-                left = store.get(k - 1)["samples"][:, -(plan[k - 1][1] - start):][:, None, None].to(dev)
-                if k + 1 < len(plan):
-                    right = store.get(k + 1)["samples"][:, :stop - plan[k + 1][0]][:, None, None].to(dev)
-            res = _diffusion_slab(denoiser, A_k, y_k, k, method=method, steps=steps, n_samples=n_samples,
-                                  sigma_y=sigma_y, seed=seed, z_coupling=z_coupling, opts=used, left=left,
-                                  right=right, progress=progress)
-            store.put(k, res.samples[:, 0, 0].cpu(), res.nfe)  # (n, Z_k, Y, X)
-        distributed.barrier(ctx, f"pass {p + 1} of {len(phases)}", group, hint)
-    return used
+        chunks = ((z0, z1, joined, nfes[k]) for k, (z0, z1, joined) in enumerate(blend_stream(self.plan, part)))
+        provenance = lambda: {**self.params,  # noqa: E731 (called last, once the statistics are in)
+                              "scale_rule": self.scale_rule,
+                              "options": used_options(self.used),
+                              "prior": prior_info(self.prior) if self.m.diffusion else {},
+                              "geometry": self.src.geometry.to_dict(), "versions": versions(), "input": str(path),
+                              "world_size": self.ctx.world, "ranks": ranks, "nfe": stats.nfe,
+                              "residual": stats.residual, "psnr": stats.psnr,
+                              "metrics": {"data_range": stats.data_range, "data_range_rule": "reference max - min"},
+                              "seconds": time.perf_counter() - t0, "created": created()}
+        n = store.get(0)["samples"].shape[0]
+        write_volume(out, source=self.src, chunks=chunks, n_samples=n, keep_samples=keep_samples,
+                     provenance_fn=provenance, step=max(1, self.plan[0][1] - self.plan[0][0]), on_chunk=stats.add,
+                     scale=self.s, kept=f"the finished slabs stay in {store.dir}")
+        return stats
 
 
 class _Stats:
@@ -197,10 +219,8 @@ class _Stats:
         self.lo, self.hi = float("inf"), float("-inf")
 
     def add(self, z0, z1, mean, nfe):
-        from ..ct import Projector
-
         self.nfe += nfe
-        A = Projector(slab_geometry(self.geometry, z0, z1), device=self.dev)
+        A = Projector(self.geometry.rows(z0, z1), device=self.dev)
         y = torch.from_numpy(self.src.read(z0, z1)).to(self.dev, torch.float64)
         r = A(mean[None, None].to(self.dev))[0, 0].double() - y
         self.r2 += float((r * r).sum())
@@ -222,51 +242,21 @@ class _Stats:
 
     @property
     def psnr(self):
-        import math
-
         if self.data_range is None:
             return None
         mse = self.se / self.count
         return float("inf") if mse == 0 else 10 * math.log10(self.data_range ** 2 / mse)
 
 
-#: the scale step's quantile and subsample size (as in tomodiff.recon.scale.robust_max)
-SCALE_QUANTILE, SCALE_MAX_VALUES = 0.999, 1 << 22
-
-
-def _resolve_scale(scale, ctx, src, geometry, slab, dev) -> float:
-    """The factor ``s`` of the scale step; ``"auto"`` FBPs the slabs (shared among the ranks) and
-    takes the quantile of every ``stride``-th voxel, the same voxels for any number of ranks."""
-    import math
-
-    if scale is None or scale == "none":
-        return 1.0
-    if scale != "auto":
-        s = float(scale)
-        if not (math.isfinite(s) and s > 0):
-            raise ValueError(f"scale must be a finite number > 0 (the value that maps to 1), got {scale!r}")
-        return s
-    from ..ct import Projector
-    from .fbp import fbp
-
-    Z, Y, X = geometry.volume_shape
-    stride = max(1, math.ceil(Z * Y * X / SCALE_MAX_VALUES))
-    blocks = plan_slabs(Z, slab, 0)
-    mine = {}
-    for k, (a, b) in enumerate(blocks):
-        if k % ctx.world != ctx.rank:
-            continue
-        A_k = Projector(slab_geometry(geometry, a, b), device=dev)
-        x = fbp(A_k, torch.from_numpy(src.read(a, b))[None, None].to(dev), filter="hann", nonneg=True)
-        flat = x.detach().flatten().float().cpu()
-        first = (-a * Y * X) % stride  # first index of this block on the global grid of every stride-th voxel
-        mine[k] = flat[first::stride].numpy()
-    gathered = {}
-    for part in distributed.gather_objects(ctx, mine, "the scale step"):
-        gathered.update(part)
-    values = torch.cat([torch.from_numpy(gathered[k]) for k in range(len(blocks))])
-    s = float(torch.quantile(values, SCALE_QUANTILE))
-    if not (math.isfinite(s) and s > 0):
-        raise ValueError("scale='auto': the quick FBP of y is zero or negative everywhere (is y empty or of the "
-                         "wrong sign?); pass the attenuation range as a number instead")
-    return s
+def _resolve_scale(scale, m, ctx, src, slab, dev) -> tuple[float, str]:
+    """``(s, rule)``: the factor of the scale step and how it was chosen. ``"auto"`` takes a
+    simulated file's recorded ``mu_max`` (as the CLI's in-memory path does), else the estimate of
+    :func:`~tomodiff.recon.scale.slabwise_robust_max` over the file's rows, shared among the ranks
+    (the very number the in-memory path computes)."""
+    if scale == "auto" and src.mu_max is not None:
+        return src.mu_max, "auto: the file's recorded mu_max (the simulated volume's maximum)"
+    blocks = plan_slabs(src.geometry.volume_shape[0], slab, 0)
+    read = lambda a, b: torch.from_numpy(src.read(a, b))[None, None]  # noqa: E731
+    s, record = resolve_scale(None, None, scale, linear=m.linear,
+                              estimate=lambda: slabwise_robust_max(src.geometry, read, blocks, device=dev, ctx=ctx))
+    return s, record["rule"]

@@ -81,7 +81,7 @@ def tv(A: LinearOperator, y: torch.Tensor, *, lam: float, n_iter: int = 200,
     nonneg:
         Constrain ``x >= 0``.
     op_norm:
-        ``‖A‖₂`` if known; otherwise estimated with ``A.norm()`` (power iteration, 50 steps).
+        ``‖A‖₂`` if known; otherwise estimated with ``A.norm()`` (power iteration, 50 steps, from a fixed seeded start).
         The steps are ``tau = sigma = 0.99 / (√2 · 1.01 ‖A‖)``.
     callback:
         ``callback(k, x)`` after iteration ``k`` (1-based); return value ignored.
@@ -101,8 +101,9 @@ def tv(A: LinearOperator, y: torch.Tensor, *, lam: float, n_iter: int = 200,
     ndim = len(A.domain_shape)
 
     with torch.no_grad():
-        if op_norm is None:
-            op_norm = A.norm(dtype=y.dtype, device=y.device)
+        if op_norm is None:  # from a fixed start: the same result in every run and on every rank
+            op_norm = A.norm(generator=torch.Generator(device=y.device).manual_seed(0), dtype=y.dtype,
+                             device=y.device)
         # power iteration approaches ‖A‖ from below: a 1% margin keeps tau·sigma·‖K‖² < 1
         norm_a = 1.01 * check_positive(op_norm, "op_norm (‖A‖)", name)
         grad_norm = math.sqrt(4.0 * ndim)          # ‖∇‖² ≤ 4·ndim for unit forward differences

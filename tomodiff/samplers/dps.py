@@ -24,6 +24,8 @@ import math
 
 import torch
 
+from tomodiff.operators import GaussianNoise, PoissonNoise
+
 from ._common import Guidance, StepContext, check_measurement, match_batch
 
 __all__ = ["dps", "DPS"]
@@ -37,8 +39,6 @@ class DPS(Guidance):
     needs_grad = True
 
     def __init__(self, A, y, zeta, *, noise=None, variant="norm"):
-        from tomodiff.operators import GaussianNoise, PoissonNoise
-
         self.A, self.y = A, check_measurement(A, y, "dps")
         if callable(zeta):
             self.zeta = zeta

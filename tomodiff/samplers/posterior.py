@@ -26,7 +26,7 @@ _SCHEDULES = {"karras": karras_sigmas, "ddpm-linear": ddpm_linear_sigmas, "ddpm-
 # options each method accepts (passed through **options), with their defaults
 _METHOD_OPTIONS = {
     "pigdm": {"data_var": 1.0, "scale": 1.0, "gram_method": "auto", "cg_tol": 1e-6, "cg_max_iter": 100},
-    "dps": {"zeta": 0.3, "noise": None, "variant": "norm"},  # reconstruct's CT default too (DIFFUSION_DEFAULTS)
+    "dps": {"zeta": 0.3, "noise": None, "variant": "norm"},  # the CT default too (tomodiff.methods)
     "dds": {"cg_iters": 5, "data_var": 1.0, "prox": True, "tv_z": None},
     "diffpir": {"lam": 1.0, "data_var": 1.0, "cg_tol": 1e-4, "cg_max_iter": 50},
     "sdedit": {"x_init": None, "t0": 0.5},
@@ -116,6 +116,64 @@ def final_data_step(A, y, x, iters: int):
     return conjugate_gradient(lambda v: A.adjoint(A.forward(v)), A.adjoint(yb), x0=x, tol=0.0, max_iter=int(iters))
 
 
+def _checked(A, y, method, sigma_y, steps, n_samples, generator, sampler, eta, options):
+    """``(steps, n_samples, options with defaults, sampler)`` after checking every argument."""
+    if method not in METHODS:
+        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
+    check_measurement(A, y, "sample_posterior")
+    check_sigma_y(sigma_y, "sample_posterior")
+    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
+        raise ValueError(f"sample_posterior: steps must be an integer >= 1, got {steps!r}")
+    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
+        raise ValueError(f"sample_posterior: n_samples must be an integer >= 1, got {n_samples!r}")
+    accepted = {**(_COMMON_OPTIONS if method != "sdedit" else {}), **_METHOD_OPTIONS[method]}
+    unknown = set(options) - set(accepted)
+    if unknown:
+        raise TypeError(f"sample_posterior: unknown option(s) {sorted(unknown)} for method={method!r}; "
+                        f"accepted: {sorted(accepted)}")
+    opts = {**accepted, **options}
+    if isinstance(generator, (list, tuple)) and len(generator) != n_samples:
+        raise ValueError(f"sample_posterior: got {len(generator)} generators for n_samples={n_samples}")
+    sampler = sampler or _DEFAULT_SAMPLER[method]
+    if sampler not in ("ddpm", "ddim"):
+        raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
+    if eta is not None and sampler != "ddim":
+        raise ValueError("eta applies to sampler='ddim' only")
+    if method != "sdedit":
+        _check_warm_start(A, y, opts)
+    return int(steps), int(n_samples), opts, sampler
+
+
+def _check_warm_start(A, y, opts) -> None:
+    B, C = y.shape[:2]
+    if opts["x_init"] is not None:
+        if tuple(opts["x_init"].shape) != (B, C, *A.domain_shape):
+            raise ValueError(f"sample_posterior: the warm start x_init has shape {tuple(opts['x_init'].shape)}, "
+                             f"expected {(B, C, *A.domain_shape)} (the volume's)")
+        if opts["sigma_start"] is None or not (0 < float(opts["sigma_start"]) < math.inf):
+            raise ValueError(f"sample_posterior: a warm start needs sigma_start > 0, got {opts['sigma_start']!r}")
+    elif opts["sigma_start"] is not None:
+        raise ValueError("sample_posterior: sigma_start needs a warm start x_init")
+    if int(opts["final_cg"]) != opts["final_cg"] or opts["final_cg"] < 0:
+        raise ValueError(f"sample_posterior: final_cg must be an integer >= 0, got {opts['final_cg']!r}")
+
+
+def _own_guidance(A, y, method, sigma_y, opts):
+    """The guidance of ``method`` itself (``None`` for sdedit and none)."""
+    if method == "pigdm":
+        return pigdm(A, y, sigma_y, data_var=opts["data_var"], scale=opts["scale"], method=opts["gram_method"],
+                     cg_tol=opts["cg_tol"], cg_max_iter=opts["cg_max_iter"])
+    if method == "dps":
+        return dps(A, y, opts["zeta"], noise=opts["noise"], variant=opts["variant"])
+    if method == "dds":
+        return dds(A, y, sigma_y, cg_iters=opts["cg_iters"], data_var=opts["data_var"], prox=opts["prox"],
+                   tv_z=opts["tv_z"])
+    if method == "diffpir":
+        return diffpir(A, y, sigma_y, lam=opts["lam"], data_var=opts["data_var"], cg_tol=opts["cg_tol"],
+                       cg_max_iter=opts["cg_max_iter"])
+    return None
+
+
 def sample_posterior(denoiser, A, y: torch.Tensor, *, method: str = "pigdm", sigma_y: float, steps: int,
                      n_samples: int = 1, generator=None, sampler: str | None = None, eta: float | None = None,
                      schedule="karras", sigma_min: float = 0.002, sigma_max: float = 80.0, sigmas=None,
@@ -148,66 +206,19 @@ def sample_posterior(denoiser, A, y: torch.Tensor, *, method: str = "pigdm", sig
     """
     t_start = time.perf_counter()
     # 1. validate the problem
-    if method not in METHODS:
-        raise ValueError(f"method must be one of {METHODS}, got {method!r}")
-    check_measurement(A, y, "sample_posterior")
+    steps, n_samples, opts, sampler = _checked(A, y, method, sigma_y, steps, n_samples, generator, sampler, eta,
+                                               options)
     sigma_y = check_sigma_y(sigma_y, "sample_posterior")
-    if isinstance(steps, bool) or int(steps) != steps or steps < 1:
-        raise ValueError(f"sample_posterior: steps must be an integer >= 1, got {steps!r}")
-    if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
-        raise ValueError(f"sample_posterior: n_samples must be an integer >= 1, got {n_samples!r}")
-    steps, n_samples = int(steps), int(n_samples)
-    accepted = {**(_COMMON_OPTIONS if method != "sdedit" else {}), **_METHOD_OPTIONS[method]}
-    unknown = set(options) - set(accepted)
-    if unknown:
-        raise TypeError(f"sample_posterior: unknown option(s) {sorted(unknown)} for method={method!r}; "
-                        f"accepted: {sorted(accepted)}")
-    opts = {**accepted, **options}
-    if isinstance(generator, (list, tuple)) and len(generator) != n_samples:
-        raise ValueError(f"sample_posterior: got {len(generator)} generators for n_samples={n_samples}")
-    sampler = sampler or _DEFAULT_SAMPLER[method]
-    if sampler not in ("ddpm", "ddim"):
-        raise ValueError(f"sampler must be 'ddpm' or 'ddim', got {sampler!r}")
-    if eta is not None and sampler != "ddim":
-        raise ValueError("eta applies to sampler='ddim' only")
     B, C = y.shape[:2]
     warm = method != "sdedit" and opts["x_init"] is not None
-    if warm:
-        if tuple(opts["x_init"].shape) != (B, C, *A.domain_shape):
-            raise ValueError(f"sample_posterior: the warm start x_init has shape {tuple(opts['x_init'].shape)}, "
-                             f"expected {(B, C, *A.domain_shape)} (the volume's)")
-        if opts["sigma_start"] is None or not (0 < float(opts["sigma_start"]) < math.inf):
-            raise ValueError(f"sample_posterior: a warm start needs sigma_start > 0, got {opts['sigma_start']!r}")
-        if sigmas is None and schedule == "karras":
-            sigma_max = float(opts["sigma_start"])
-    elif method != "sdedit" and opts["sigma_start"] is not None:
-        raise ValueError("sample_posterior: sigma_start needs a warm start x_init")
-    if method != "sdedit" and (int(opts["final_cg"]) != opts["final_cg"] or opts["final_cg"] < 0):
-        raise ValueError(f"sample_posterior: final_cg must be an integer >= 0, got {opts['final_cg']!r}")
+    if warm and sigmas is None and schedule == "karras":
+        sigma_max = float(opts["sigma_start"])
     s = _schedule(steps, schedule, sigma_min, sigma_max, sigmas)
-
     # 2. the method's guidance (sample-major batch: item s·B + b is sample s of measurement b)
-    shape = (n_samples * B, C, *A.domain_shape)
-    if method == "pigdm":
-        own = pigdm(A, y, sigma_y, data_var=opts["data_var"], scale=opts["scale"], method=opts["gram_method"],
-                    cg_tol=opts["cg_tol"], cg_max_iter=opts["cg_max_iter"])
-    elif method == "dps":
-        own = dps(A, y, opts["zeta"], noise=opts["noise"], variant=opts["variant"])
-    elif method == "dds":
-        own = dds(A, y, sigma_y, cg_iters=opts["cg_iters"], data_var=opts["data_var"], prox=opts["prox"],
-                  tv_z=opts["tv_z"])
-    elif method == "diffpir":
-        own = diffpir(A, y, sigma_y, lam=opts["lam"], data_var=opts["data_var"], cg_tol=opts["cg_tol"],
-                      cg_max_iter=opts["cg_max_iter"])
-    else:
-        own = None
-    g = combine(own, guidance)
+    g = combine(_own_guidance(A, y, method, sigma_y, opts), guidance)
     D = _Counted(denoiser)
     run = ddpm if sampler == "ddpm" else ddim
-    kw = {}
-    if sampler == "ddim":
-        kw["eta"] = eta if eta is not None else _DEFAULT_ETA.get(method, 0.0)
-
+    kw = {"eta": eta if eta is not None else _DEFAULT_ETA.get(method, 0.0)} if sampler == "ddim" else {}
     # 3. sample
     if method == "sdedit":
         x_init = opts["x_init"]
@@ -219,6 +230,7 @@ def sample_posterior(denoiser, A, y: torch.Tensor, *, method: str = "pigdm", sig
         x = sdedit(D, x_init, opts["t0"], s, sampler=run, guidance=g, generator=generator, callback=callback,
                    progress=progress, **kw)
     else:
+        shape = (n_samples * B, C, *A.domain_shape)
         x_T = float(s[0]) * randn(torch.empty(shape, dtype=y.dtype, device=y.device), generator)
         if warm:  # CCDF / ISCS: start from the estimate plus noise at σ_start
             x_T = x_T + opts["x_init"].to(y).repeat(n_samples, *([1] * (y.dim() - 1)))

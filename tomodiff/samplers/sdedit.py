@@ -11,6 +11,8 @@ import math
 
 import torch
 
+from tomodiff.priors.schedules import check_sigmas
+
 from ._common import randn
 from .ddpm import ddpm
 
@@ -27,8 +29,6 @@ def sdedit(denoiser, x_init: torch.Tensor, t0: float, sigmas, *, sampler=ddpm, g
     (default) or :func:`ddim` (``sampler_kwargs`` such as ``eta`` go to it); ``guidance`` is
     optional (e.g. ΠGDM to keep the result consistent with the data). Returns the shape of ``x_init``.
     """
-    from tomodiff.priors.schedules import check_sigmas
-
     s = check_sigmas(sigmas)
     if not 0.0 < t0 <= 1.0:
         raise ValueError(f"sdedit: t0 must be in (0, 1], got {t0}")

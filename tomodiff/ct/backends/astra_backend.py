@@ -41,7 +41,7 @@ def cuda_available() -> bool:
     """True when ASTRA is importable and reports a usable CUDA GPU."""
     if not is_available():
         return False
-    import astra
+    import astra  # optional: astra
     try:
         return bool(astra.use_cuda())
     except Exception:  # noqa: BLE001 - an ASTRA build without CUDA may raise instead of returning
@@ -58,7 +58,7 @@ def to_astra(geometry: Geometry) -> tuple[dict, dict]:
     angles, columns) where ours are ``(A, V, U)``: permute with ``.permute(1, 0, 2)``.
     Building the dicts calls no ASTRA computation, so it is safe without a GPU.
     """
-    import astra
+    import astra  # optional: astra
 
     g = geometry
     vs = g.voxel_size
@@ -133,7 +133,7 @@ class AstraKernel:
     # ------------------------------------------------------------------ ASTRA objects
     def _projector(self) -> int:
         if self._projector_id is None:
-            import astra
+            import astra  # optional: astra
             vol, proj = to_astra(self.geometry)
             kind = self.kernel if self.geometry.ndim == 3 else _CPU_PROJECTORS[self.geometry.kind][self.kernel]
             self._projector_id = astra.create_projector(kind, proj, vol)
@@ -142,7 +142,7 @@ class AstraKernel:
     def __del__(self):
         if getattr(self, "_projector_id", None) is not None:
             try:
-                import astra
+                import astra  # optional: astra
                 (astra.projector3d if self.geometry.ndim == 3 else astra.projector).delete(self._projector_id)
             except Exception:  # noqa: BLE001 - interpreter shutdown
                 pass
@@ -152,7 +152,7 @@ class AstraKernel:
         g = self.geometry
         if g.ndim == 3:
             return self._apply3d(x, forward=True)
-        from astra.experimental import direct_FP2D
+        from astra.experimental import direct_FP2D  # optional: astra
         vol = _host_float32(x)
         out = np.zeros((vol.shape[0], *g.sino_shape), dtype=np.float32)
         for i in range(vol.shape[0]):
@@ -163,7 +163,7 @@ class AstraKernel:
         g = self.geometry
         if g.ndim == 3:
             return self._apply3d(y, forward=False)
-        from astra.experimental import direct_BP2D
+        from astra.experimental import direct_BP2D  # optional: astra
         sino = _host_float32(y)
         out = np.zeros((sino.shape[0], *g.volume_shape), dtype=np.float32)
         for i in range(sino.shape[0]):
@@ -173,7 +173,7 @@ class AstraKernel:
     def _apply3d(self, t: torch.Tensor, forward: bool) -> torch.Tensor:
         if not cuda_available():  # checked again: never enter ASTRA 3D without a GPU
             raise RuntimeError("ASTRA 3D projection needs a CUDA GPU (astra.use_cuda() is False)")
-        from astra.experimental import direct_BP3D, direct_FP3D
+        from astra.experimental import direct_BP3D, direct_FP3D  # optional: astra
         g = self.geometry
         n_a, n_v, n_u = g.sino_shape
         src = t.detach().to(torch.float32)

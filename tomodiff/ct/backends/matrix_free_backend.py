@@ -28,6 +28,7 @@ import torch
 
 from ..geometry import Geometry, parallel_beam
 from ..rays import rays
+from .torch_backend import _slice_to_row_weights
 
 NAME = "matrix_free"
 #: Per device type: (ray-plane samples, samples × channels) computed at once. These bound the
@@ -50,7 +51,6 @@ class MatrixFreeKernel:
         g = geometry
         self._z_interp = None
         if g.kind == "parallel" and g.ndim == 3:  # the 2D projector of one z-slice
-            from .torch_backend import _slice_to_row_weights
             self._plane = parallel_beam(g.volume_shape[1:], g.angles, det_shape=g.det_shape[1:],
                                         voxel_size=g.voxel_size, det_spacing=g.det_spacing,
                                         center_offset=g.center_offset)

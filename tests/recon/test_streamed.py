@@ -1,5 +1,5 @@
-"""Slab-by-slab I/O: rows of project files and raw scans, a volume larger than the memory limit,
-and a full disk that leaves earlier results intact."""
+"""File-to-file reconstruction: a volume larger than the memory limit streams through, a full disk
+leaves earlier results intact, an output open in a reader is replaced whole."""
 
 import hashlib
 import json
@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-from tomodiff.ct import Projector, parallel_beam, thin_sinogram
-from tomodiff.io import ProjectData, normalize, read_project, read_scan, write_project
-from tomodiff.io.streaming import SlabStore, open_sinogram
-from tomodiff.recon.slabs import slab_geometry
+from tomodiff.ct import Projector, parallel_beam
+from tomodiff.io import ProjectData, read_project, write_project
 
 
 def _raw(rng, A=10, V=9, U=12):
@@ -41,45 +39,6 @@ def _write_nxtomo(path, proj, flats, darks, theta):
         f["entry/instrument/detector/image_key"] = key
         f["entry/sample/rotation_angle"] = rot
         f["entry/sample/rotation_angle"].attrs["units"] = "degree"
-
-
-@pytest.mark.parametrize("layout", ["dxchange", "nxtomo"])
-def test_rows_of_a_raw_scan_equal_the_whole_file_reader(tmp_path, layout):
-    proj, flats, darks, theta = _raw(np.random.default_rng(1))
-    path = tmp_path / f"scan.{layout}.h5"
-    (_write_dxchange if layout == "dxchange" else _write_nxtomo)(path, proj, flats, darks, theta)
-    whole = normalize(read_scan(path).thin(step=2), clamp_gain=1e-3)  # (5, 9, 12)
-    with open_sinogram(path, thin=2, rows=(2, 8)) as src:
-        assert src.shape == (5, 6, 12) and src.kind == layout
-        assert src.geometry.volume_shape == (6, 12, 12) and src.geometry.det_shape == (6, 12)
-        np.testing.assert_allclose(src.geometry.angles, np.deg2rad(theta[::2]), atol=1e-12)
-        assert np.array_equal(src.read(0, 3), whole[:, 2:5]) and np.array_equal(src.read(3, 6), whole[:, 5:8])
-        with pytest.raises(ValueError, match="rows 4:7 out of range for 6 detector rows"):
-            src.read(4, 7)
-
-
-def test_rows_of_a_project_file(tmp_path):
-    geom = parallel_beam((8, 10, 10), np.linspace(0, np.pi, 12, endpoint=False))
-    y = np.random.default_rng(2).random(geom.sino_shape).astype(np.float32)
-    ref = np.random.default_rng(3).random((8, 10, 10)).astype(np.float32)
-    write_project(tmp_path / "p.h5", ProjectData(sinogram=y, geometry=geom, reference=ref,
-                                                 provenance={"sigma_y": 0.02}))
-    y_thin, g_thin = thin_sinogram(y, geom, step=3)
-    with open_sinogram(tmp_path / "p.h5", thin=3) as src:
-        assert src.geometry == g_thin and src.sigma_y == 0.02 and src.has_reference
-        assert np.array_equal(src.read(2, 5), y_thin[:, 2:5]) and np.array_equal(src.reference(2, 5), ref[2:5])
-    with pytest.raises(FileNotFoundError, match="no such file"):
-        open_sinogram(tmp_path / "missing.h5")
-
-
-def test_a_store_of_another_run_is_refused(tmp_path):
-    store = SlabStore(tmp_path / "s", "key-a")
-    store.put(0, torch.ones(1, 2, 3, 3), 7)
-    assert store.has(0) and store.get(0)["nfe"] == 7 and torch.equal(store.get(0)["samples"], torch.ones(1, 2, 3, 3))
-    with pytest.raises(ValueError, match="belongs to a run with other arguments or data"):
-        SlabStore(tmp_path / "s", "key-b")
-    store.remove()
-    assert not (tmp_path / "s").exists()
 
 
 LIMITED = textwrap.dedent("""
@@ -139,7 +98,7 @@ def test_a_volume_larger_than_the_memory_limit_streams_through(tmp_path):
         first = mean[0:8]
         y = torch.from_numpy(f["sinogram"][:, 0:8])[None, None]
         geom = parallel_beam((Z, N, N), np.linspace(0, np.pi, views, endpoint=False))
-    expected = fbp(Projector(slab_geometry(geom, 0, 8)), y, filter="hann")[0, 0].numpy()
+    expected = fbp(Projector(geom.rows(0, 8)), y, filter="hann")[0, 0].numpy()
     np.testing.assert_allclose(first, expected, rtol=0, atol=1e-6 * np.abs(expected).max())
 
 

@@ -1,0 +1,144 @@
+"""The reconstruction methods: one registry entry per method, read by every face of the package.
+
+Each :class:`Method` carries its name, its kind (classical or diffusion), a one-line summary for
+help texts, its default options and steps, what the slab engine needs to know (does the result
+scale with ``y``; is it exact slice by slice), and the function that solves one slab, named as
+``"module:function"`` so that reading the table (the CLI's parser, ``--help``) imports nothing
+heavy. ``reconstruct()``, ``reconstruct_file()``, the CLI's choices and help, napari, the demo,
+the benchmark and ``auto`` all read it; nothing else lists methods.
+
+``auto`` is the sampler sweep's winner: an alias resolved by :func:`resolve` to a diffusion
+method with its steps and options (see :data:`AUTO` for where they were chosen).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+#: defaults shared by the front ends (library, CLI, streaming, napari)
+DEFAULT_STEPS = 50  # diffusion steps = NFE per slab, where the method has no steps of its own
+DEFAULT_SAMPLES = 4  # posterior samples of the CLI and the demo: the fewest that give a usable std
+DEFAULT_SLAB = 32  # axial slices per slab
+DEFAULT_OVERLAP = 4  # slices shared by neighbouring slabs (diffusion, TV, CGLS)
+DEFAULT_Z_COUPLING = 0.02  # weight of TV along Z on every denoised estimate
+#: without a noise level from the user or the file, σ_y = this × max|y| (a guess: χ²/m then
+#: cannot confirm a fit on real data)
+SIGMA_Y_FRACTION = 0.01
+# TV weight per projection angle: the data term grows with the number of views, so the best λ does
+# too. Chosen on training-seed phantoms (shepp_logan:11, texture:12 at 64², 1% noise; best λ was
+# 0.03–0.1 at 8 views and 0.1–0.3 at 16), never on the benchmark set.
+TV_LAM_PER_VIEW = 0.006
+
+CLASSICAL_SOLVER = "tomodiff.recon.solvers:solve_classical"
+DIFFUSION_SOLVER = "tomodiff.recon.solvers:solve_diffusion"
+
+
+@dataclass(frozen=True)
+class Method:
+    """One reconstruction method.
+
+    name: what users type; kind: ``"classical"`` or ``"diffusion"``; summary: one line for help
+    texts; options: default options (read-only); steps: default diffusion steps (``None`` for
+    classical methods); linear: the result is proportional to ``y`` (the scale step cannot change
+    it); separable: exact slice by slice in parallel beam, so slabs need no overlap; solver:
+    ``"module:function"`` that solves one slab; alias_of: for ``auto``, the method it resolves to.
+    """
+
+    name: str
+    kind: str
+    summary: str
+    options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+    steps: int | None = None
+    linear: bool = False
+    separable: bool = False
+    solver: str = CLASSICAL_SOLVER
+    alias_of: str | None = None
+
+    @property
+    def diffusion(self) -> bool:
+        return self.kind == "diffusion"
+
+
+def _frozen(**options) -> MappingProxyType:
+    return MappingProxyType(dict(options))
+
+
+def _classical(name, summary, *, linear=False, separable=False, **options) -> Method:
+    return Method(name, "classical", summary, _frozen(**options), linear=linear, separable=separable)
+
+
+def _diffusion(name, summary, *, steps=DEFAULT_STEPS, alias_of=None, **options) -> Method:
+    return Method(name, "diffusion", summary, _frozen(**options), steps=steps, solver=DIFFUSION_SOLVER,
+                  alias_of=alias_of)
+
+
+# The sweep's winner (benchmarks/sampler_sweep.py, table in benchmarks/results/sampler_sweep.md): swept
+# with slice-64 at 8 views on training-seed phantoms shepp_logan:11, texture:12, ellipsoids:13, foam:14
+# (central 8 slices, 1% noise): DDS as its paper runs it (CG on the least-squares problem, 2 iterations
+# per step, η 0.85, TV along Z by ADMM ρ 10, λ 0.04), warm-started from TV at σ_start = 0.1, 20 steps.
+AUTO = {"method": "dds", "steps": 20,
+        "options": {"prox": False, "cg_iters": 2, "tv_z": (10.0, 0.04), "x_init": "tv", "sigma_start": 0.1}}
+
+# DPS step ζ and SDEdit start t0 for CT were chosen on training phantoms (shepp_logan:11 and texture:12,
+# central 8 slices, 4–32 views, 50 steps, slice-64): ζ 0.3 was best or within 0.4 dB of the best of
+# {0.03, ..., 10} at every view count; t0 0.35 (from the FBP) best or within 1.1 dB of {0.2, ..., 0.7}.
+_ENTRIES = (
+    _classical("fbp", "filtered backprojection (Hann window)", linear=True, separable=True, filter="hann"),
+    _classical("sirt", "SIRT, 100 iterations", linear=True, separable=True, n_iter=100),
+    _classical("cgls", "CGLS, 20 iterations", linear=True, n_iter=20),
+    _classical("tv", "TV-regularised least squares, 200 iterations (weight 0.006 x views unless --lam)",
+               n_iter=200),
+    _diffusion("pigdm", "ΠGDM: pseudoinverse-guided diffusion (CG in measurement space)"),
+    _diffusion("dps", "DPS: diffusion posterior sampling (gradient of the data misfit)", zeta=0.3),
+    _diffusion("dds", "DDS: decomposed diffusion sampling (CG data consistency on each estimate)"),
+    _diffusion("diffpir", "DiffPIR: plug-and-play diffusion with a proximal data step"),
+    _diffusion("sdedit", "SDEdit: noise the FBP part way and denoise it back", t0=0.35),
+    _diffusion("auto", f"the sampler sweep's winner: {AUTO['method']} warm-started from TV, {AUTO['steps']} steps",
+               steps=AUTO["steps"], alias_of=AUTO["method"], **AUTO["options"]),
+)
+METHODS: MappingProxyType = MappingProxyType({m.name: m for m in _ENTRIES})
+
+
+def names(kind: str | None = None) -> tuple[str, ...]:
+    """Method names in registry order, all or of one kind (``"classical"`` / ``"diffusion"``)."""
+    return tuple(n for n, m in METHODS.items() if kind is None or m.kind == kind)
+
+
+def get(name: str) -> Method:
+    """The registry entry of ``name``; a ValueError listing the choices for an unknown one."""
+    try:
+        return METHODS[name]
+    except (KeyError, TypeError):
+        raise ValueError(f"method must be one of {names()}, got {name!r}") from None
+
+
+def resolve(name: str, steps: int | None, options: dict) -> tuple[Method, int | None, dict]:
+    """``(method, steps, options)`` for a run of ``name``: an alias becomes its target, with the
+    alias's steps and options under the caller's (explicit values win); a diffusion method without
+    ``steps`` gets its default. The method's own default options are applied by its solver
+    (:func:`with_defaults`), so provenance keeps what the caller chose apart from what was used."""
+    m = get(name)
+    if m.alias_of is not None:
+        options = {**m.options, **options}
+        steps = m.steps if steps is None else steps
+        m = get(m.alias_of)
+    if m.diffusion and steps is None:
+        steps = m.steps
+    return m, steps, dict(options)
+
+
+def with_defaults(name: str, options: dict) -> dict:
+    """``options`` over the default options of method ``name``."""
+    return {**get(name).options, **options}
+
+
+def default_tv_weight(A) -> float:
+    """TV's weight for operator ``A`` unless given: ``TV_LAM_PER_VIEW`` × its number of views."""
+    n_views = A.geometry.n_angles if hasattr(A, "geometry") else 16
+    return TV_LAM_PER_VIEW * n_views
+
+
+def help_lines() -> str:
+    """``name: summary`` for every method, for ``--help`` texts."""
+    return "; ".join(f"{m.name}: {m.summary}" for m in METHODS.values())

@@ -1,0 +1,102 @@
+"""The functions that solve one slab, named by the method registry (:mod:`tomodiff.methods`).
+
+``solve_classical`` runs FBP, SIRT, CGLS or TV with the registry's defaults; ``solve_diffusion``
+draws posterior samples of one slab with a prior, pulling in the slices it shares with finished
+neighbours and warm starts. Both are the only place where a method's options become a call, for
+the in-memory, streaming and torchrun paths alike.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import torch
+
+from .. import methods
+from ..samplers import known_slices, sample_posterior, z_smoothing
+from .cgls import cgls
+from .fbp import fbp
+from .sirt import sirt
+from .tv import tv
+from .warm_start import warm_start
+
+_CLASSICAL = {"sirt": sirt, "cgls": cgls, "tv": tv}
+
+
+def solve_classical(A, y, method: str, options: dict, *, progress: bool = False, callback=None):
+    """``(x, options as used)`` of classical ``method`` on ``(A, y)``; ``x`` is ``(B, C, *A.domain_shape)``.
+
+    callback: ``callback(done, total)`` after each iteration (FBP: once).
+    """
+    opts = methods.with_defaults(method, options)
+    if callback is not None and method != "fbp":
+        opts["callback"] = lambda k, x: callback(k, opts["n_iter"])
+    if method == "tv":
+        opts.setdefault("lam", methods.default_tv_weight(A))
+    if method == "fbp":
+        out = fbp(A, y, **opts)
+        if callback is not None:
+            callback(1, 1)
+        return out, opts
+    return _CLASSICAL[method](A, y, progress=progress, **opts), opts
+
+
+def data_variance(prior, default: float) -> float:
+    """The prior's data variance in data units (EDM's σ_data, un-normalised), for ΠGDM/DDS's r_t²."""
+    net = getattr(prior, "net", None)
+    if net is not None and hasattr(net, "sigma_data") and hasattr(net, "scale"):
+        return float(net.sigma_data / net.scale) ** 2
+    return default
+
+
+def diffusion_options(method: str, prior, options: dict) -> dict:
+    """The sampler options of ``method`` as used: registry defaults, the prior's data variance and σ_max."""
+    opts = methods.with_defaults(method, options)
+    if method in ("pigdm", "dds", "diffpir"):
+        opts.setdefault("data_var", data_variance(prior, 1.0))
+    if getattr(prior, "sigma_max", None) is not None:  # start where the prior was trained, not above
+        opts.setdefault("sigma_max", float(prior.sigma_max))
+    if method == "pigdm":  # a few CG iterations per step suffice for guidance (DESIGN: 10)
+        opts.setdefault("cg_max_iter", 10)
+        opts.setdefault("cg_tol", 1e-3)
+    return opts
+
+
+def slab_generators(seed: int, slab_index: int, n_samples: int) -> list[torch.Generator]:
+    """One generator per (slab, sample): a resumed run, another rank or a single sample redraws the
+    same numbers."""
+    return [torch.Generator().manual_seed(int(hashlib.sha256(f"{seed}/{slab_index}/{i}".encode()).hexdigest()[:15], 16))
+            for i in range(n_samples)]
+
+
+def _coupling(A_k, z_coupling: float, left, right) -> list:
+    """Guidance that makes a slab agree with its neighbours: TV along Z, and the shared slices of
+    finished neighbours as known slices (``left``/``right``: ``(n, B, C, s, Y, X)`` or ``None``)."""
+    guidance = []
+    if len(A_k.domain_shape) == 3 and z_coupling > 0:
+        guidance.append(z_smoothing(z_coupling))
+    if left is not None:
+        guidance.append(known_slices(left.reshape(-1, *left.shape[2:]), start=0))
+    if right is not None:
+        guidance.append(known_slices(right.reshape(-1, *right.shape[2:]), start=A_k.domain_shape[0] - right.shape[3]))
+    return guidance
+
+
+def solve_diffusion(denoiser, A_k, y_k, k: int, *, method: str, steps: int, n_samples: int, sigma_y: float,
+                    seed: int, z_coupling: float, opts: dict, left=None, right=None, progress=True, callback=None):
+    """Posterior samples of slab ``k`` (the sampler's result; ``.samples`` is ``(n, B, C, Z_k, Y, X)``).
+
+    opts: :func:`diffusion_options`; a string warm start ``x_init`` (``"fbp" | "sirt" | "tv"``)
+    becomes that reconstruction of the slab's data. left, right: see :func:`_coupling`.
+    """
+    kw = dict(opts)
+    if isinstance(kw.get("x_init"), str):
+        kw["x_init"] = warm_start(A_k, y_k, kw["x_init"])
+    if method == "sdedit" and kw.get("x_init") is None and getattr(A_k, "geometry", None) is not None:
+        kw["x_init"] = fbp(A_k, y_k, filter="hann", nonneg=True)
+    if callback is not None:
+        kw["callback"] = callback
+    guidance = _coupling(A_k, z_coupling, left, right)
+    return sample_posterior(denoiser, A_k, y_k, method=method, sigma_y=sigma_y, steps=steps, n_samples=n_samples,
+                            generator=slab_generators(seed, k, n_samples), guidance=guidance or None,
+                            progress=progress, **kw)
