@@ -7,32 +7,31 @@ Training data: the sweep's training-seed phantoms and two training volumes of th
 phantoms and the VTK head (``real_head_vtk``). Method: ``reconstruct(method="auto")``, 8 views, 1%
 noise, 8 samples, central slices; interval ``mean ± k·z_p·std``.
 
-    OMP_NUM_THREADS=1 python benchmarks/calibration.py --out benchmarks/results/calibration
+    OMP_NUM_THREADS=1 TOMODIFF_SHARED_DATA=../shared/data python -m benchmarks.calibration \
+        --out benchmarks/results/calibration
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
-import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-from sampler_eval import NOMINAL  # noqa: E402 (the benchmarks folder is not a package)
+from tomodiff.ct import Projector
+from tomodiff.ct.simulate import simulate_scan
+from tomodiff.io.volumes import load_volume
+from tomodiff.priors import load
+from tomodiff.recon import reconstruct
+from tomodiff.methods import AUTO
+from tomodiff.recon.calibration import coverage, fit_scale
+
+from .coverage_plot import NOMINAL, plot_coverage
+from .volumes import HELD_OUT_64, REAL, TRAIN_VOLUMES, central, corpus_volume, shared_data
+
 TRAIN_CT = ["lidc0314_chest", "philips_head_phantom"]
-
-
-def _corpus_volume(name: str, slices: int) -> torch.Tensor:
-    root = Path(os.environ.get("CT_CORPUS", Path(__file__).resolve().parents[2] / "shared" / "data" / "ct_corpus"))
-    v = torch.from_numpy(np.load(root / f"{name}.npz")["volume"].astype(np.float32) / 65535)
-    v = torch.nn.functional.avg_pool3d(v[None, None], 4)[0, 0]
-    z0 = (v.shape[0] - slices) // 2
-    return v[z0:z0 + slices].contiguous()
 
 
 def main(argv=None) -> int:
@@ -42,22 +41,12 @@ def main(argv=None) -> int:
     p.add_argument("--slices", type=int, default=8, help="central slices of each training volume")
     p.add_argument("--test-slices", type=int, default=16, help="central slices of each held-out volume")
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/calibration"))
+    p.add_argument("--data-dir", type=Path, default=None,
+                   help="shared data folder with ct_corpus/ (default: $TOMODIFF_SHARED_DATA)")
     args = p.parse_args(argv)
+    data_dir = shared_data(args.data_dir)  # before any work: the training CT comes from there
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-
-    from tomodiff.ct import Projector
-    from tomodiff.ct.simulate import simulate_scan
-    from tomodiff.io.volumes import load_volume
-    from tomodiff.priors import load
-    from tomodiff.recon import reconstruct
-    from tomodiff.recon.auto import AUTO
-    from tomodiff.recon.calibration import coverage, fit_scale
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from sampler_eval import HELD_OUT_64, REAL, central
-    from sampler_sweep import TRAIN_VOLUMES
-
     prior = load(args.prior)
 
     def draw(vol):
@@ -70,7 +59,7 @@ def main(argv=None) -> int:
         return [torch.cat([it[i].reshape(-1) for it in items]) for i in range(3)]
 
     train_ph = [draw(central(load_volume(s)[0], args.slices)) for s in TRAIN_VOLUMES]
-    train_ct = [draw(_corpus_volume(n, args.slices)) for n in TRAIN_CT]
+    train_ct = [draw(corpus_volume(n, args.slices, data_dir)) for n in TRAIN_CT]
     k = fit_scale(*pooled(train_ph + train_ct), 0.9)
     res = {"k": k, "fitted_on": TRAIN_VOLUMES + [f"ct_corpus/{n} (4x block average)" for n in TRAIN_CT],
            "k_phantoms_only": fit_scale(*pooled(train_ph), 0.9), "k_ct_only": fit_scale(*pooled(train_ct), 0.9),
@@ -88,14 +77,12 @@ def main(argv=None) -> int:
 
 
 def write_report(res, out: Path):
-    from sampler_eval import plot_coverage
-
     plot_coverage({"held-out phantoms": res["phantoms"], "real head (held out)": res["real_head"]},
                   f"k = {res['k']:.2f}, fitted on training phantoms + training CT", out / "calibration_curve.png")
     ph, rh = res["phantoms"]["0.9"], res["real_head"]["0.9"]
     lines = ["# Calibrated uncertainty of the default sampler", "",
-             f"`python benchmarks/calibration.py` — prior `{res['prior']}`, `method=\"auto\"` ({res['auto']}), 8 views, "
-             f"1% noise, {res['samples']} samples, {res['date']}.", "",
+             f"`python -m benchmarks.calibration` — prior `{res['prior']}`, `method=\"auto\"` ({res['auto']}), "
+             f"8 views, 1% noise, {res['samples']} samples, {res['date']}.", "",
              f"k = **{res['k']:.3f}**, fitted (90% interval) on training data only: {', '.join(res['fitted_on'])}. "
              f"Phantoms alone would give {res['k_phantoms_only']:.3f}, the CT volumes alone {res['k_ct_only']:.3f}. "
              "This is `tomodiff.recon.calibration.CALIBRATION`.", "",
@@ -114,4 +101,4 @@ def write_report(res, out: Path):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

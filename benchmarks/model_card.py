@@ -1,10 +1,11 @@
 """Quality figures of a prior on the held-out benchmark set, and its model card.
 
-``python -m tomodiff.priors.evaluate RUN_DIR`` exports the run's EMA weights into
-``tomodiff/priors/weights/<name>.pt``, measures denoising PSNR at σ = 0.05, 0.1, 0.2 on the
-benchmark phantoms (``phantoms/``, seeds disjoint from training) against a Gaussian filter whose
-width is tuned on the same data (an oracle baseline), draws a grid of unconditional samples and
-writes the model card ``<name>.md`` + ``<name>.json`` (with the weights' sha256).
+``python -m benchmarks.model_card RUN_DIR`` (from the repository root) exports the run's EMA weights
+into ``tomodiff/priors/weights/<name>.pt`` (``tomodiff train-prior RUN_DIR --export FILE`` writes
+the weights alone), measures denoising PSNR at σ = 0.05, 0.1, 0.2 on the benchmark set's phantoms
+(seeds disjoint from training) against a Gaussian filter whose width is tuned on the same data (an
+oracle baseline), draws a grid of unconditional samples and writes the model card ``<name>.md`` +
+``<name>.json`` (with the weights' sha256).
 
 A prior trained on volume files (``ct-slice``) is scored instead on the run's held-out test
 volumes (:class:`~tomodiff.priors.heldout.HeldOutScore` at each σ, at native, 2× and 4× coarser
@@ -22,32 +23,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from matplotlib.figure import Figure  # the object API: no pyplot, so no backend to choose
 from scipy import ndimage
 
-REPO = Path(__file__).resolve().parents[2]
-BENCH_DIR = REPO / "phantoms"
+from tomodiff.priors.ct_data import load_volumes
+from tomodiff.priors.heldout import FILTER_WIDTHS, HeldOutScore, psnr
+from tomodiff.priors.registry import WEIGHTS_DIR, available, load, load_file, sha256
+from tomodiff.priors.train import TrainConfig, export, save_sample_grid
+
+from .volumes import benchmark_volumes
+
 SIGMAS = (0.05, 0.1, 0.2)
-FILTER_WIDTHS = (0.4, 0.5, 0.6, 0.7, 0.8, 1.0, 1.2, 1.5, 2.0, 2.5, 3.0)
-
-
-def benchmark_volumes(shape=(64, 64, 64), directory=BENCH_DIR, real: bool = False) -> dict[str, np.ndarray]:
-    """Benchmark volumes of the given shape (phantoms; ``real=True``: the real volume instead)."""
-    from ..phantoms.make_benchmark_set import load
-
-    man = json.loads((Path(directory) / "manifest.json").read_text())
-    out = {}
-    for e in man["entries"]:
-        if e["family"] == "real_ct":  # scored by the real-CT tables, not as phantoms
-            continue
-        if (e["family"] == "real") == real and (real or tuple(e["shape"]) == tuple(shape)):
-            out[e["file"]] = load(Path(directory) / e["file"])
-    return out
-
-
-def psnr(x: np.ndarray, ref: np.ndarray, axes) -> np.ndarray:
-    """PSNR in dB for data range 1, reduced over ``axes``."""
-    mse = np.mean((np.asarray(x, np.float64) - ref) ** 2, axis=axes)
-    return 10 * np.log10(1.0 / np.maximum(mse, 1e-20))
 
 
 def _family(fname: str) -> str:
@@ -118,8 +104,6 @@ def _table_md(t: dict) -> str:
 
 def write_model_card(weights: Path, info: dict, tables: dict[str, dict], grid_png: str | None, notes: str = "") -> Path:
     """``<weights>.json`` (machine-readable, with sha256) and ``<weights>.md`` next to the weights."""
-    from .registry import sha256
-
     weights = Path(weights)
     tr = info["training"]
     card = {"name": info["name"], "file": weights.name, "sha256": sha256(weights), "kind": info["kind"],
@@ -165,8 +149,6 @@ def write_model_card(weights: Path, info: dict, tables: dict[str, dict], grid_pn
 
 def real_ct_table(prior, volumes, sigmas=SIGMAS, n_per_volume: int = 12) -> dict:
     """Denoising PSNR of ``prior`` vs the best Gaussian filter on held-out CT slices, per σ and scale."""
-    from .heldout import HeldOutScore
-
     rows = []
     for s in sigmas:
         score = HeldOutScore(volumes, sigma=s, n_per_volume=n_per_volume)
@@ -204,15 +186,11 @@ def real_ct_table_md(t: dict, compare: dict | None = None, compare_name: str = "
 
 def plot_learning_curve(heldout_jsonl, png) -> Path:
     """Held-out denoising gain (σ = 0.1) against steps and against CPU hours, validation and test."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     recs = [json.loads(line) for line in Path(heldout_jsonl).read_text().splitlines() if line.strip()]
     steps = [r["step"] for r in recs]
     hours = [r["elapsed_s"] / 3600 for r in recs]
-    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    fig = Figure(figsize=(9, 3.4))
+    axes = fig.subplots(1, 2)
     for ax, x, label in ((axes[0], steps, "training steps"), (axes[1], hours, "wall-clock hours (1 torch thread)")):
         ax.plot(x, [r["val"]["gain"] for r in recs], marker=".", label="validation (selects the checkpoint)")
         if "test" in recs[0]:
@@ -226,7 +204,6 @@ def plot_learning_curve(heldout_jsonl, png) -> Path:
     fig.suptitle("held-out denoising during training (dashed: the shipped checkpoint)", fontsize=9)
     fig.tight_layout()
     fig.savefig(png, dpi=100)
-    plt.close(fig)
     return Path(png)
 
 
@@ -263,10 +240,7 @@ def data_split_md(cfg: dict) -> str:
 
 
 def main(argv=None) -> int:
-    from .registry import WEIGHTS_DIR, load_file
-    from .train import TrainConfig, export, save_sample_grid
-
-    ap = argparse.ArgumentParser(prog="python -m tomodiff.priors.evaluate", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.model_card", description=__doc__.split("\n")[0])
     ap.add_argument("run_dir")
     ap.add_argument("--out", default=None, help="weights path (default tomodiff/priors/weights/<name>.pt)")
     ap.add_argument("--notes", default="")
@@ -296,11 +270,9 @@ def main(argv=None) -> int:
         vols = benchmark_volumes()
         sub = {k: vols[k] for k in sorted(vols)[::2]}
         tables["benchmark 64³ phantoms"] = denoising_table(prior, sub, mode="volume")
-        from .registry import available
         if "slice-64" in available() and name != "slice-64":  # the 2D prior on the same volumes, for comparison
-            from .registry import load as load_named
             tables["for comparison: slice-64 on the same volumes"] = denoising_table(
-                load_named("slice-64", precision="fp32"), sub, mode="volume")
+                load("slice-64", precision="fp32"), sub, mode="volume")
     write_model_card(out, info, tables, grid_png.name, a.notes)
     for k, t in tables.items():
         print(k)
@@ -308,16 +280,12 @@ def main(argv=None) -> int:
     return 0
 
 
-
 def _main_real_ct(a, out: Path, prior, info: dict, state: dict, grid_png: Path) -> int:
     """Model card of a prior trained on volume files, scored on the run's held-out test volumes."""
-    from .registry import load as load_named
-    from .train import load_volumes
-
     cfg = state["config"]
     test = load_volumes(cfg["test_data"])
     t = real_ct_table(prior, test)
-    ref = real_ct_table(load_named("slice-64", precision="fp32"), test) if info["name"] != "slice-64" else None
+    ref = real_ct_table(load("slice-64", precision="fp32"), test) if info["name"] != "slice-64" else None
     curve_png = out.with_name(f"{info['name']}-curve.png")
     run_dir = Path(a.run_dir)
     if (run_dir / "heldout.jsonl").exists():

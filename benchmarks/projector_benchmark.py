@@ -16,7 +16,7 @@ Cases (``--cases``, comma-separated): ``par:Z:N:A`` (parallel beam, Z slices of 
 180°), ``cone:N:A`` (N³, A angles over 360°, detector N × 1.5N), ``tooth`` (the APS tooth scan's
 geometry: 2 rows × 640 columns, its 181 angles, centre offset -23.5, volume 2 × 640²).
 
-Usage:  OMP_NUM_THREADS=1 python benchmarks/projector_benchmark.py [--cases ...] [--threads 1]
+Usage:  OMP_NUM_THREADS=1 python -m benchmarks.projector_benchmark [--cases ...] [--threads 1]
 """
 
 from __future__ import annotations
@@ -29,7 +29,9 @@ import sys
 import time
 
 DEFAULT_CASES = "par:64:64:60,par:128:128:60,par:8:256:180,par:4:512:180,tooth,cone:64:60,cone:128:180"
-TOOTH = "../shared/data/aps_tooth/tooth.h5"
+# the tooth scan's own angles when the shared data folder is given (else the same 181 angles, computed)
+SHARED = os.environ.get("TOMODIFF_SHARED_DATA")
+TOOTH = os.path.join(SHARED, "aps_tooth", "tooth.h5") if SHARED else None
 
 
 def make_geometry(case: str):
@@ -46,7 +48,7 @@ def make_geometry(case: str):
                          source_distance=3.0 * n, detector_distance=1.5 * n, det_spacing=1.5)
     if kind == "tooth":
         angles = np.radians(np.linspace(0.0, 179.0055, 181))  # as /exchange/theta of tooth.h5
-        if os.path.exists(TOOTH):
+        if TOOTH and os.path.exists(TOOTH):
             import h5py
             with h5py.File(TOOTH, "r") as f:
                 angles = np.radians(f["exchange/theta"][()].astype(np.float64))

@@ -13,29 +13,30 @@ the seam ratio.
    phantoms and the real head volume, with and without the training-fitted ``k``.
 4. Seam ratio on the central 64³ of the real head volume with the default slabs.
 
-    OMP_NUM_THREADS=1 python benchmarks/sampler_eval.py --out benchmarks/results/sampler_eval
+    OMP_NUM_THREADS=1 python -m benchmarks.sampler_eval --out benchmarks/results/sampler_eval
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-HELD_OUT_64 = ["ellipsoids_64_a", "ellipsoids_64_b", "foam_64_a", "foam_64_b", "shepp_logan_64_a",
-               "shepp_logan_64_b", "texture_64_a", "texture_64_b"]
-REAL = "real_head_vtk"
-NOMINAL = [0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99]
+from tomodiff.ct import Projector
+from tomodiff.ct.simulate import simulate_scan
+from tomodiff.io.volumes import load_volume
+from tomodiff.priors import load
+from tomodiff.recon import psnr, reconstruct
+from tomodiff.methods import AUTO
+from tomodiff.recon.calibration import coverage, fit_scale
+from tomodiff.recon.slabs import plan_slabs, seam_ratio
 
-
-def central(vol, n):
-    z0 = (vol.shape[0] - n) // 2
-    return vol[z0:z0 + n].contiguous()
+from .coverage_plot import NOMINAL, plot_coverage
+from .volumes import HELD_OUT_64, REAL, TRAIN_VOLUMES, central
 
 
 def main(argv=None) -> int:
@@ -58,19 +59,6 @@ def main(argv=None) -> int:
         seam_slices, held_out = 40, HELD_OUT_64[:1]
     torch.set_num_threads(1)
     args.out.mkdir(parents=True, exist_ok=True)
-
-    from tomodiff.ct import Projector
-    from tomodiff.ct.simulate import simulate_scan
-    from tomodiff.io.volumes import load_volume
-    from tomodiff.priors import load
-    from tomodiff.recon import psnr, reconstruct
-    from tomodiff.recon.auto import AUTO
-    from tomodiff.recon.calibration import coverage, fit_scale
-    from tomodiff.recon.slabs import plan_slabs, seam_ratio
-
-    sys.path.insert(0, str(Path(__file__).parent))
-    from sampler_sweep import TRAIN_VOLUMES
-
     train = TRAIN_VOLUMES[:1] if args.quick else TRAIN_VOLUMES
 
     prior = load(args.prior)
@@ -159,29 +147,6 @@ def main(argv=None) -> int:
     return 0
 
 
-def plot_coverage(curves: dict, title: str, path: Path) -> None:
-    """Observed against nominal coverage, raw and calibrated, one pair of lines per curve
-    (``{label: {str(q): {"raw": c, "calibrated": c}}}``), with the 80–95% target at 90%."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.2, 4))
-    for label, cov in curves.items():
-        for kind, style in (("raw", "--"), ("calibrated", "-")):
-            ax.plot(NOMINAL, [cov[str(q)][kind] for q in NOMINAL], style, marker="o", label=f"{label}, {kind}")
-    ax.plot([0.5, 1], [0.5, 1], "k:", lw=1)
-    ax.plot([0.9, 0.9], [0.8, 0.95], color="g", lw=6, alpha=0.3, label="target at 90%")
-    ax.set_xlim(0.45, 1.02), ax.set_ylim(0, 1.02)
-    ax.set_xlabel("nominal coverage of the central interval"), ax.set_ylabel("observed coverage")
-    ax.set_title(title, fontsize=9)
-    ax.legend(fontsize=6), ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-
-
 def write_report(res, out: Path):
     plot_coverage({"held-out phantoms": res["coverage_phantoms"], "real head (held out)": res["coverage_real"]},
                   f"k = {res['calibration']['k']:.2f} (fitted on training phantoms)", out / "calibration_curve.png")
@@ -196,8 +161,8 @@ def write_report(res, out: Path):
     tv = mean("tv")
     auto = res["setup"]["auto"]
     lines = ["# Issue 12: default sampler on held-out volumes (reporting only)", "",
-             f"`python benchmarks/sampler_eval.py` — prior `{res['setup']['prior']}`, default = `{auto}` "
-             f"(chosen by `benchmarks/sampler_sweep.py` on training phantoms), central {res['setup']['slices']} "
+             f"`python -m benchmarks.sampler_eval` — prior `{res['setup']['prior']}`, default = `{auto}` "
+             f"(chosen by `python -m benchmarks.sampler_sweep` on training phantoms), central {res['setup']['slices']} "
              f"slices of each held-out 64³ phantom, 1% noise, 1 thread, {res['setup']['date']}.", "",
              "Every method here (TV and SIRT included) ran with `reconstruct`'s default `scale=\"auto\"` (the data "
              "scaled by a quick-FBP estimate of the attenuation maximum, results scaled back), the same for all rows "
@@ -253,4 +218,4 @@ def write_report(res, out: Path):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

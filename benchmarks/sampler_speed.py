@@ -6,8 +6,8 @@ Every row calls the prior the way the samplers do (``prior.denoiser(x, sigma)`` 
 eager (a prior's defaults, ``precision="fp32"``: the network exactly as trained), measured in the same run, interleaved with the variants round by round; each time is the
 fastest of ``--rounds`` rounds (the least disturbed by other work on the machine).
 
-Accuracy: denoising PSNR (σ = 0.05, 0.1, 0.2) on real CT slices (``ct_corpus``: 64² crops of
-block-averaged axial slices) and on the 64³ benchmark phantoms, each variant minus fp32; the column
+Accuracy: denoising PSNR (σ = 0.05, 0.1, 0.2) on real CT slices (``$TOMODIFF_SHARED_DATA/ct_corpus``:
+64² crops of block-averaged axial slices) and on the 64³ benchmark phantoms, each variant minus fp32; the column
 shows the largest |ΔPSNR| over the σ values and both sets (the issue's bound: 0.1 dB).
 
 ``--volume`` (on by default) adds the end-to-end figure: a 64³ phantom, 8 parallel-beam views, 1%
@@ -15,7 +15,7 @@ noise, ΠGDM and DDS with 50 NFE as one 64-slice batch and in the default slabs 
 against ``precision="auto"`` (wall time). ``--compile`` adds torch.compile rows (minutes of compile time on these
 CPUs), with the compile time charged to a 64³ × 50-NFE job.
 
-Usage:  python benchmarks/sampler_speed.py [--threads 1] [--batch 32] [--rounds 5] [--no-volume]
+Usage:  python -m benchmarks.sampler_speed [--threads 1] [--batch 32] [--rounds 5] [--no-volume]
         [--compile] [--out benchmarks/results/sampler_speed.md]
 """
 
@@ -30,8 +30,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-REPO = Path(__file__).resolve().parents[1]
-CORPUS = REPO.parent / "shared" / "data" / "ct_corpus"
+from tomodiff.ct import Projector
+from tomodiff.ct.simulate import simulate_scan
+from tomodiff.io.volumes import load_volume
+from tomodiff.priors import load
+from tomodiff.priors.precision import cpu_bf16_supported
+from tomodiff.recon import psnr as vpsnr
+from tomodiff.recon import reconstruct
+
+from .volumes import benchmark_volumes, shared_data
+
 CT_VOLUMES = ("lidc0314_chest", "mricrogl_head_ct", "philips_head_phantom", "engine_block")
 SIGMAS = (0.05, 0.1, 0.2)
 PEER = dict(precision="fp32")  # the Prior defaults: fp32 eager, bit for bit
@@ -41,9 +49,9 @@ PEER = dict(precision="fp32")  # the Prior defaults: fp32 eager, bit for bit
 def ct_slices(n_per_volume: int = 8) -> np.ndarray:
     """``(N, 1, 64, 64)`` real CT slices in [0, 1]: block means (f×f, f = the smaller side // 64) of
     axial slices from the middle half of each volume, centre 64² crops."""
-    out = []
+    out, corpus = [], shared_data() / "ct_corpus"
     for name in CT_VOLUMES:
-        path = CORPUS / f"{name}.npz"
+        path = corpus / f"{name}.npz"
         if not path.is_file():
             continue
         vol = np.load(path)["volume"]
@@ -61,8 +69,6 @@ def ct_slices(n_per_volume: int = 8) -> np.ndarray:
 
 def phantom_slices(n: int = 32) -> np.ndarray:
     """``(N, 1, 64, 64)`` axial slices of the 64³ benchmark phantoms (never trained on)."""
-    from tomodiff.priors.evaluate import benchmark_volumes
-
     vols = list(benchmark_volumes((64, 64, 64)).values())
     per = max(1, n // len(vols))
     out = [v[z] for v in vols for z in np.linspace(12, 52, per).astype(int)]
@@ -136,10 +142,6 @@ def main(argv=None) -> int:
     ap.add_argument("--compile", action="store_true", help="add torch.compile rows (slow to compile)")
     ap.add_argument("--out", default=None, help="write the table (markdown) here too")
     a = ap.parse_args(argv)
-
-    from tomodiff.priors import load
-    from tomodiff.priors.precision import cpu_bf16_supported
-
     torch.set_num_threads(a.threads)
     base = load(a.prior)
     default = make_prior(base, precision="auto")  # the measured-best settings
@@ -240,7 +242,7 @@ def main(argv=None) -> int:
 def compile_rows(base, a, x, v) -> dict:
     """torch.compile of the EDM denoiser (fp32 and bf16), compile time (wall) measured on the first
     calls with inductor's on-disk caches off (a cold compile, as a user's first run)."""
-    import torch._inductor.config as inductor_config
+    import torch._inductor.config as inductor_config  # only with --compile: start-up time of inductor
 
     inductor_config.force_disable_caches = True
     out = {}
@@ -263,12 +265,6 @@ def compile_rows(base, a, x, v) -> dict:
 
 def volume_rows(base, default) -> list[str]:
     """64³ ΠGDM at 50 NFE, fp32 eager against the default settings, as one batch and in slabs of 32."""
-    from tomodiff.ct import Projector
-    from tomodiff.ct.simulate import simulate_scan
-    from tomodiff.io.volumes import load_volume
-    from tomodiff.recon import psnr as vpsnr
-    from tomodiff.recon import reconstruct
-
     vol, _ = load_volume("shepp_logan_64_a")
     y, geometry, sigma_y = simulate_scan(vol, views=8, noise=0.01, seed=0)
     A = Projector(geometry)

@@ -3,15 +3,16 @@
 Never touches the benchmark volumes in ``phantoms/`` nor held-out real CT: every volume here is
 ``FAMILY:SEED:SIZE`` with a seed from ``tomodiff.phantoms.TRAIN_SEEDS`` (far below the benchmark
 set's 2,000,000,000+). The best configuration within ``--budget`` steps is the one
-``reconstruct(method="auto")`` should use (``tomodiff/recon/auto.py``); the table says which.
+``reconstruct(method="auto")`` should use (``tomodiff/methods.py``, ``AUTO``); the table says which.
 
-    OMP_NUM_THREADS=1 python benchmarks/sampler_sweep.py --prior slice-64 --views 8 \\
+    OMP_NUM_THREADS=1 python -m benchmarks.sampler_sweep --prior slice-64 --views 8 \\
         --out benchmarks/results/sampler_sweep.md
 
 ``--prior NAME`` takes any shipped prior (e.g. ``ct-slice`` once it ships); ``--volumes`` any
 training volumes (phantom specs, ``ct_corpus/NAME`` for a training volume of the real-CT corpus,
-block-averaged 4× — e.g. ``ct_corpus/lidc0314_chest,ct_corpus/philips_head_phantom`` from the
-ct-slice training split — or ``.npy``/``.h5`` files of training CT; never held-out ones).
+block-averaged 4×, from ``$TOMODIFF_SHARED_DATA/ct_corpus`` — e.g.
+``ct_corpus/lidc0314_chest,ct_corpus/philips_head_phantom`` from the ct-slice training split — or
+``.npy``/``.h5`` files of training CT; never held-out ones).
 """
 
 from __future__ import annotations
@@ -23,6 +24,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from tomodiff.ct import Projector
+from tomodiff.ct.simulate import simulate_scan
+from tomodiff.io.volumes import load_volume
+from tomodiff.priors import load
+from tomodiff.recon import psnr, reconstruct
+
+from .volumes import TRAIN_VOLUMES, corpus_volume
 
 # (label, method, options): the grid; steps are crossed with every entry
 CONFIGS = [
@@ -62,16 +71,11 @@ CONFIGS = [
     ("DDS paper + TV-Z ADMM, warm TV σ0.1, CG 2", "dds", {"prox": False, "tv_z": (10.0, 0.04), "x_init": "tv",
                                                          "sigma_start": 0.1, "cg_iters": 2}),
 ]
-TRAIN_VOLUMES = ["shepp_logan:11:64", "texture:12:64", "ellipsoids:13:64", "foam:14:64"]
 
 
 def _load(spec, slices):
-    from tomodiff.io.volumes import load_volume
-
     if spec.startswith("ct_corpus/"):  # a TRAINING volume of the real-CT corpus, 4x block-averaged
-        from calibration import _corpus_volume
-
-        return _corpus_volume(spec.split("/", 1)[1], slices)
+        return corpus_volume(spec.split("/", 1)[1], slices)
     vol, desc = load_volume(spec)
     seed = desc.get("seed")
     if seed is not None and seed >= 2_000_000_000:
@@ -96,12 +100,6 @@ def main(argv=None) -> int:
     p.add_argument("--append", action="store_true", help="add this run's tables to --out as a further round")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-
-    from tomodiff.ct import Projector
-    from tomodiff.ct.simulate import simulate_scan
-    from tomodiff.priors import load
-    from tomodiff.recon import psnr, reconstruct
-
     prior = load(args.prior)
     views = [int(v) for v in args.views.split(",")]
     steps_list = [int(s) for s in args.steps.split(",")]
@@ -138,7 +136,7 @@ def main(argv=None) -> int:
 def write_table(args, rows, tv, specs, views):
     head = "## Further round" if args.append else "# Sampler sweep (training-seed phantoms only)"
     lines = [head, "",
-             f"`python benchmarks/sampler_sweep.py {' '.join(sys.argv[1:])}` — prior `{args.prior}`, "
+             f"`python -m benchmarks.sampler_sweep {' '.join(sys.argv[1:])}` — prior `{args.prior}`, "
              f"{args.slices} central slices of each volume, {args.noise:.0%} noise, {args.samples} sample(s), "
              f"{args.threads} thread(s), {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}.", "",
              "Volumes (training seeds; the benchmark set uses seeds ≥ 2,000,000,000): "
@@ -168,4 +166,4 @@ def write_table(args, rows, tv, specs, views):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

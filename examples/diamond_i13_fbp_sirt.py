@@ -9,9 +9,9 @@ projections (135 rows × 160 columns) over 180°, one flat and one dark frame. S
 3. FBP (Hann window) and SIRT (non-negative) from all 91 angles and from every 8th angle (12);
 4. a PNG of the central slice of each reconstruction.
 
-Run from the repository root:  ``python examples/diamond_i13_fbp_sirt.py [--out figure.png]``
-(about a minute on two CPU cores). Lengths are in detector pixels (voxel = pixel = 1), so
-values are attenuation per pixel.
+Run:  ``TOMODIFF_SHARED_DATA=../shared/data python examples/diamond_i13_fbp_sirt.py [--out figure.png]``
+(or give the file with ``--data``; about a minute on two CPU cores). Lengths are in detector
+pixels (voxel = pixel = 1), so values are attenuation per pixel.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ N_ROWS = 4               # detector rows reconstructed (around the middle): a fe
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--data", type=Path, default=None,
-                        help="24737_raw.npz (default: $TOMODIFF_SHARED_DATA or ../shared/data)")
+                        help="24737_raw.npz (default: $TOMODIFF_SHARED_DATA/diamond_i13_24737/24737_raw.npz)")
     parser.add_argument("--out", type=Path, default=Path("diamond_i13_fbp_sirt.png"))
     parser.add_argument("--sirt-iters", type=int, default=200)
     args = parser.parse_args(argv)

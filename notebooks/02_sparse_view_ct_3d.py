@@ -46,7 +46,7 @@ torch.set_num_threads(1)  # 64² slices gain little from more threads; on a busy
 prior = load_prior(os.environ.get("TOMODIFF_PRIOR", "slice-64"))
 print(prior, "trained for", prior.info["training"]["steps"], "steps")
 
-volume, about = load_volume("shepp_logan_64_a")      # (Z, Y, X) in [0, 1], from phantoms/
+volume, about = load_volume("shepp_logan_64_a")      # (Z, Y, X) in [0, 1], from the benchmark set
 Z0, NZ = 20, 8
 truth = volume[Z0:Z0 + NZ]                              # 8 axial slices through the ventricles
 print(about["name"], "seed", about["seed"], "— slab", tuple(truth.shape))

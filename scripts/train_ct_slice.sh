@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train (or resume) the real-CT slice prior `ct-slice` into RUN_DIR (default training/ct-slice, committed:
 # a fresh clone resumes exactly where the shipped run stopped; export with
-# `python -m tomodiff.priors.evaluate training/ct-slice`).
+# `python -m benchmarks.model_card training/ct-slice`).
 # Runs unattended on CPU or CUDA (device auto), bf16 autocast, held-out scoring every 250 steps;
 # run it again to resume. Extra arguments go to `tomodiff train-prior` (e.g. --max-minutes 60).
 # Split (whole volumes; see tomodiff/priors/weights/ct-slice.md):

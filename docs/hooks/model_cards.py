@@ -23,7 +23,8 @@ def on_files(files, config):
     cards = sorted(weights.glob("*.md"))
     parts = ["# Model cards\n",
              "Every prior that ships with tomodiff has a card beside its weights "
-             "(`tomodiff/priors/weights/NAME.md`), written by `tomodiff train-prior` and its evaluation. "
+             "(`tomodiff/priors/weights/NAME.md`), written by `tomodiff train-prior` and the checkout's "
+             "`python -m benchmarks.model_card`. "
              "They are collected here as they stand in the package.\n"]
     for card in cards:
         text = card.read_text(encoding="utf-8")

@@ -1,20 +1,14 @@
-"""The model-card evaluation: PSNR bookkeeping checked with stand-in denoisers."""
+"""The model-card evaluation (benchmarks/model_card.py): PSNR bookkeeping checked with stand-in denoisers."""
 
-import numpy as np
 import torch
 
+from benchmarks.model_card import denoising_table
 from tomodiff import phantoms as P
-from tomodiff.priors.evaluate import denoising_table, psnr
 
 
 class _Identity:
     def denoiser(self, x, sigma):
         return x
-
-
-def test_psnr():
-    ref = np.zeros((2, 4, 4))
-    assert np.allclose(psnr(ref + 0.1, ref, (1, 2)), 20.0)
 
 
 def test_identity_denoiser_scores_the_noisy_input():

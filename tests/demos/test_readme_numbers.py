@@ -51,7 +51,7 @@ def test_readme_demo_settings_are_the_commands_defaults():
     flat = text.replace("\n", " ")
     assert f"`ct-slice` prior, 20 steps, {n} posterior samples" in flat
     from tomodiff.demos.ct_demo import run_demo
-    from tomodiff.recon.auto import AUTO
+    from tomodiff.methods import AUTO
 
     assert run_demo.__kwdefaults__["prior_name"] == "ct-slice" and run_demo.__kwdefaults__["phantom"] == "ct_abdomen_64"
     assert AUTO["steps"] == 20

@@ -1,4 +1,5 @@
-"""The benchmark set in phantoms/: checksums, regeneration, and seeds disjoint from training."""
+"""The benchmark set the package ships (``tomodiff.phantoms.BENCHMARK_SET``): checksums,
+regeneration, seeds disjoint from training, and the same files as the checkout's ``phantoms/``."""
 
 import json
 from pathlib import Path
@@ -6,11 +7,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks import make_benchmark_set as M
 from tomodiff import phantoms as P
-from tomodiff.phantoms import make_benchmark_set as M
 from tomodiff.priors import train as T
 
-BENCH = Path(__file__).resolve().parents[2] / "phantoms"
+BENCH = P.BENCHMARK_SET
+CHECKOUT = Path(__file__).resolve().parents[2] / "phantoms"  # where the generator writes the set
 MANIFEST = json.loads((BENCH / "manifest.json").read_text())
 ENTRIES = MANIFEST["entries"]
 
@@ -21,6 +23,13 @@ def test_manifest_covers_the_families_and_sizes():
     assert sum(tuple(e["shape"]) == (64, 64, 64) for e in ENTRIES) >= 8
     assert sum(tuple(e["shape"]) == (128, 128, 128) for e in ENTRIES) >= 2
     assert sum((BENCH / e["file"]).stat().st_size for e in ENTRIES) < 5e6
+
+
+def test_the_checkout_copy_is_the_shipped_set():
+    """phantoms/ (the generator's output, named by training runs) and the package's copy hold the same bytes."""
+    names = ["manifest.json"] + [e["file"] for e in ENTRIES]
+    differ = [n for n in names if (CHECKOUT / n).read_bytes() != (BENCH / n).read_bytes()]
+    assert not differ, f"{differ} differ: copy phantoms/ into {BENCH} (python -m benchmarks.make_benchmark_set --ship)"
 
 
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e["file"] for e in ENTRIES])
@@ -74,9 +83,8 @@ def test_real_ct_group_comes_from_held_out_volumes_only():
     assert {e["parameters"]["source"].split("/")[1].split(".")[0] for e in REAL_CT} == set(M.HELD_OUT_CT)
 
 
-@pytest.mark.skipif(not M.CT_CORPUS.exists(), reason="needs ../shared/data/ct_corpus")
-def test_real_ct_files_are_what_the_corpus_gives():
+def test_real_ct_files_are_what_the_corpus_gives(shared_data):
     name, source, factors, edge = M.REAL_CT[0]
-    vol, _ = M.real_ct_volume(source, factors, edge)
+    vol, _ = M.real_ct_volume(source, factors, edge, shared_data / M.CT_CORPUS)
     entry = next(e for e in REAL_CT if e["file"] == f"{name}.h5")
     assert M.array_sha256(vol) == entry["sha256"]

@@ -5,7 +5,7 @@ import torch
 from scipy import ndimage
 
 from tomodiff.priors.ct_data import Volume
-from tomodiff.priors.heldout import HeldOutScore, eval_slices
+from tomodiff.priors.heldout import HeldOutScore, eval_slices, psnr
 
 
 def _blobs(seed=0, shape=(12, 128, 128)):
@@ -13,6 +13,11 @@ def _blobs(seed=0, shape=(12, 128, 128)):
     v = ndimage.gaussian_filter(rng.random(shape), (0, 6, 6))
     v = (v - v.min()) / (v.max() - v.min())
     return Volume("blobs", torch.from_numpy(v.astype(np.float32)))
+
+
+def test_psnr():
+    ref = np.zeros((2, 4, 4))
+    assert np.allclose(psnr(ref + 0.1, ref, (1, 2)), 20.0)
 
 
 def test_eval_slices_cover_three_scales():

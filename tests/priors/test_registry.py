@@ -9,12 +9,10 @@ import torch
 from scipy import ndimage
 
 import tomodiff.priors as priors
+from tomodiff.io.volumes import benchmark_manifest, load_volume
 from tomodiff.priors import registry
 from tomodiff.priors.edm import EDMDenoiser
 from tomodiff.priors.unet import UNet
-
-BENCH = Path(__file__).resolve().parents[2] / "phantoms"
-
 
 def test_shipped_priors_load_by_name():
     assert "slice-64" in registry.available()
@@ -89,9 +87,8 @@ def test_shipped_file_corruption_is_detected(tmp_path, monkeypatch):
 
 def test_denoising_gain_on_held_out_slices():
     """slice-64 beats the best Gaussian filter by > 1 dB at σ = 0.1 on benchmark slices (never trained on)."""
-    from tomodiff.phantoms.make_benchmark_set import load
-    clean = np.concatenate([load(BENCH / f)[16:48:8] for f in
-                            ["shepp_logan_64_a.h5", "ellipsoids_64_b.h5", "foam_64_a.h5", "texture_64_b.h5"]])[:, None]
+    clean = np.concatenate([load_volume(name)[0].numpy()[16:48:8] for name in
+                            ["shepp_logan_64_a", "ellipsoids_64_b", "foam_64_a", "texture_64_b"]])[:, None]
     noisy = (clean + 0.1 * np.random.default_rng(0).standard_normal(clean.shape)).astype(np.float32)
 
     def psnr(x):
@@ -103,10 +100,10 @@ def test_denoising_gain_on_held_out_slices():
 
 
 def test_ct_slice_split_keeps_held_out_volumes_out_of_training():
-    from pathlib import Path
-
-    from tomodiff.phantoms.make_benchmark_set import HELD_OUT_CT
-
+    # the corpus volumes the benchmark set's real-CT group is cut from
+    HELD_OUT_CT = {e["parameters"]["source"].split("/")[1].split(".")[0]  # noqa: N806
+                   for e in benchmark_manifest()["entries"] if e["family"] == "real_ct"}
+    assert len(HELD_OUT_CT) == 2
     cfg = registry.card("ct-slice")["training"]["config"]
     names = lambda key: {Path(p).name.split(".")[0] for p in cfg[key]}  # noqa: E731
     train, val, test = names("data"), names("val_data"), names("test_data")

@@ -1,8 +1,9 @@
 """The measured Diamond I13-2 scan 24737 as a sparse-view test case.
 
 The raw file (``diamond_i13_24737/24737_raw.npz`` in the shared data folder, see its
-``SOURCES.md``) holds 91 projections of 135 rows × 160 columns over 180°, one flat and one dark
-frame. This module turns it into a reconstruction problem on the prior's 64² grid:
+``SOURCES.md``; pass its path, or set ``$TOMODIFF_SHARED_DATA`` to that folder) holds 91
+projections of 135 rows × 160 columns over 180°, one flat and one dark frame. This module turns
+it into a reconstruction problem on the prior's 64² grid:
 
 - flat/dark correction, renormalised on an air patch (this scan's flat is brighter than open air;
   one dead pixel has flat == dark and is clamped), then −log;
@@ -22,31 +23,34 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..ct import Projector, parallel_beam, thin_sinogram
+from ..io import RawScan, normalize
+from ..recon import sirt
+
+DATA_ENV = "TOMODIFF_SHARED_DATA"
 RELATIVE_PATH = Path("diamond_i13_24737") / "24737_raw.npz"
 CENTER_OFFSET = 6.0                    # rotation axis − detector centre, pixels (SOURCES.md: axis ≈ column 86)
 AIR_PATCH = (slice(0, 20), slice(0, 20))
 ROW0, N_ROWS, GRID = 64, 8, 64
 
 
-def data_root() -> Path:
-    """``$TOMODIFF_SHARED_DATA``, else ``shared/data`` beside the repository checkout."""
-    default = Path(__file__).resolve().parents[3] / "shared" / "data"
-    return Path(os.environ.get("TOMODIFF_SHARED_DATA", default))
-
-
 def find_raw(path=None) -> Path:
-    """The raw ``.npz`` file; a clear error when it is missing."""
-    path = Path(path) if path is not None else data_root() / RELATIVE_PATH
+    """The raw ``.npz`` file: ``path``, else ``$TOMODIFF_SHARED_DATA/`` :data:`RELATIVE_PATH`; a
+    one-line error when it is missing."""
+    hint = f"set {DATA_ENV} to the folder that holds {RELATIVE_PATH}, or pass the file's path"
+    if path is None:
+        root = os.environ.get(DATA_ENV)
+        if not root:
+            raise FileNotFoundError(f"the Diamond I13 scan 24737 is needed here and {DATA_ENV} is not set: {hint}")
+        path = Path(root) / RELATIVE_PATH
+    path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path} not found: the Diamond I13 scan 24737 is needed here. Set "
-                                f"TOMODIFF_SHARED_DATA to the folder that holds {RELATIVE_PATH}, or pass its path.")
+        raise FileNotFoundError(f"{path} not found: the Diamond I13 scan 24737 is needed here; {hint}")
     return path
 
 
 def line_integrals(path=None) -> tuple[np.ndarray, np.ndarray]:
     """All line integrals ``(91 angles, 135 rows, 160 columns)`` float32 and the angles in radians."""
-    from ..io import RawScan, normalize
-
     path = find_raw(path)
     raw = np.load(path)
     scan = RawScan(projections=raw["proj"].astype(np.float32), flats=raw["flat"][None].astype(np.float32),
@@ -65,22 +69,15 @@ class RealScan:
 
     def sparse(self, step: int):
         """``(y, geometry)`` keeping every ``step``-th angle."""
-        from ..ct import thin_sinogram
-
         return thin_sinogram(self.y, self.geometry, step=step)
 
     def reference(self, n_iter: int = 200) -> torch.Tensor:
         """SIRT (non-negative) from all angles, ``(rows, GRID, GRID)`` attenuation per pixel."""
-        from ..ct import Projector
-        from ..recon import sirt
-
         return sirt(Projector(self.geometry), self.y, n_iter=n_iter, nonneg=True, progress=False)[0, 0]
 
 
 def load(path=None, *, row0: int = ROW0, n_rows: int = N_ROWS, grid: int = GRID) -> RealScan:
     """The scan as a parallel-beam problem on ``n_rows`` axial slices of ``grid²`` voxels."""
-    from ..ct import parallel_beam
-
     sino, angles = line_integrals(path)
     if not 0 <= row0 < row0 + n_rows <= sino.shape[1]:
         raise ValueError(f"rows {row0}..{row0 + n_rows - 1} outside the detector's {sino.shape[1]} rows")
@@ -99,8 +96,6 @@ def prior_scaling(A, y: torch.Tensor, *, air_columns: int = 20) -> tuple[float, 
     neighbouring-column differences / √2, which removes slow flat-field drifts). The first two
     columns are skipped (edge artefacts of this detector).
     """
-    from ..recon import sirt
-
     x = sirt(A, y, n_iter=100, nonneg=True, progress=False)
     s = float(torch.quantile(x.flatten(), 0.999))
     air = torch.cat([y[..., 2:2 + air_columns], y[..., -air_columns:]], dim=-1)

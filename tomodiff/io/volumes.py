@@ -2,7 +2,8 @@
 
 Accepted specs (all return a float32 ``(Z, Y, X)`` tensor and a description dict):
 
-- ``shepp_logan_64_a`` — an entry of the benchmark set in ``phantoms/`` (read from its HDF5 file;
+- ``shepp_logan_64_a`` — an entry of the benchmark set that ships with the package
+  (``tomodiff.phantoms.BENCHMARK_SET``, or ``$TOMODIFF_PHANTOMS``; read from its HDF5 file,
   regenerated from the manifest's family, shape and seed if the file is not there);
 - ``foam:123:64`` — ``family:seed:size`` generated on the fly (``tomodiff.phantoms.generate``);
 - ``volume.npy``, ``file.h5`` (dataset ``volume`` or ``reference``) or ``file.h5:/path/to/dataset``.
@@ -17,11 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import phantoms
+
 
 def benchmark_dir() -> Path:
-    """The benchmark set: ``$TOMODIFF_PHANTOMS`` or ``phantoms/`` beside the package (a checkout)."""
+    """The benchmark set: ``$TOMODIFF_PHANTOMS``, else the copy in the package (package data)."""
     env = os.environ.get("TOMODIFF_PHANTOMS")
-    return Path(env) if env else Path(__file__).resolve().parents[2] / "phantoms"
+    return Path(env) if env else phantoms.BENCHMARK_SET
 
 
 def benchmark_manifest() -> dict:
@@ -64,8 +67,6 @@ def _from_h5(path: Path, dataset: str | None):
 
 def load_volume(spec: str) -> tuple[torch.Tensor, dict]:
     """Resolve ``spec`` (see the module doc) to ``(volume (Z, Y, X) float32, description)``."""
-    from .. import phantoms
-
     spec = str(spec)
     head, _, tail = spec.partition(":")
     if head in phantoms.FAMILIES and tail:

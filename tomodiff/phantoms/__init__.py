@@ -11,11 +11,17 @@ the unit ball, so a thin ``(Z, Y, X)`` volume is a central slab and a tall one h
 and ``generate(f, (128,)*3, s)`` are the same object at two resolutions, and
 ``generate_slices(f, (64, 64), s, z=[...])`` are exact slices of it.
 
-Seeds: training draws phantoms with seeds in ``TRAIN_SEEDS``, the benchmark set in ``phantoms/``
-uses ``BENCHMARK_SEEDS``; the two ranges are disjoint (a test checks it).
+Seeds: training draws phantoms with seeds in ``TRAIN_SEEDS``, the benchmark set uses
+``BENCHMARK_SEEDS``; the two ranges are disjoint (a test checks it).
+
+The benchmark set (held-out phantoms and real-CT crops: ``manifest.json`` and one HDF5 file per
+volume) ships inside this package, in :data:`BENCHMARK_SET`, where
+:func:`tomodiff.io.volumes.load_volume` finds its volumes by name.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -26,8 +32,11 @@ from .families import FAMILY_FUNCS
 FAMILIES: tuple[str, ...] = tuple(FAMILY_FUNCS)
 TRAIN_SEEDS = range(0, 1_000_000_000)
 BENCHMARK_SEEDS = range(2_000_000_000, 2_000_100_000)
+# Package data (pyproject's package-data), so that an installed copy has it too: the same files as
+# the checkout's top-level phantoms/, where benchmarks/make_benchmark_set.py writes them.
+BENCHMARK_SET = Path(__file__).resolve().parent / "benchmark_set"
 
-__all__ = ["FAMILIES", "TRAIN_SEEDS", "BENCHMARK_SEEDS", "draw_params", "render", "generate",
+__all__ = ["FAMILIES", "TRAIN_SEEDS", "BENCHMARK_SEEDS", "BENCHMARK_SET", "draw_params", "render", "generate",
            "generate_slices", "axial_slices", "training_slices", "training_seed"]
 
 
