@@ -8,7 +8,7 @@ oracle baseline), draws a grid of unconditional samples and writes the model car
 ``<name>.json`` (with the weights' sha256).
 
 A prior trained on volume files (``ct-slice``) is scored instead on the run's held-out test
-volumes (:class:`~tomodiff.priors.heldout.HeldOutScore` at each σ, at native, 2× and 4× coarser
+volumes (:class:`~tomodiff.training.heldout.HeldOutScore` at each σ, at native, 2× and 4× coarser
 scale), with slice-64 on the same slices for comparison, and its card gains the data split with
 each volume's source and licence (from the corpus's ``SOURCES.md``) and the held-out learning curve
 (``heldout.jsonl``: denoising gain against steps and CPU hours).
@@ -26,10 +26,10 @@ import torch
 from matplotlib.figure import Figure  # the object API: no pyplot, so no backend to choose
 from scipy import ndimage
 
-from tomodiff.priors.ct_data import load_volumes
-from tomodiff.priors.heldout import FILTER_WIDTHS, HeldOutScore, psnr
+from tomodiff.training.ct_data import load_volumes
+from tomodiff.training.heldout import FILTER_WIDTHS, HeldOutScore, psnr
 from tomodiff.priors.registry import WEIGHTS_DIR, available, load, load_file, sha256
-from tomodiff.priors.train import TrainConfig, export, save_sample_grid
+from tomodiff.training.train import TrainConfig, export, save_sample_grid
 
 from .volumes import benchmark_volumes
 
@@ -298,7 +298,7 @@ def _main_real_ct(a, out: Path, prior, info: dict, state: dict, grid_png: Path) 
         "### Held-out learning curve", "",
         f"![learning curve]({curve_png.name})", "",
         f"Scored every {cfg['eval_every']} steps on fixed noisy slices of the validation and test volumes "
-        "(σ = 0.1, native, 2× and 4× coarser; gain over the oracle Gaussian filter; `tomodiff/priors/heldout.py`). "
+        "(σ = 0.1, native, 2× and 4× coarser; gain over the oracle Gaussian filter; `tomodiff/training/heldout.py`). "
         "The shipped weights are the EMA at the step with the best *validation* "
         f"gain (step {sel.get('step', state['step'])}, validation gain {val_gain:+.2f} dB); "
         "the test volumes never chose anything. Raw numbers: `heldout.jsonl` in the run directory.", "",

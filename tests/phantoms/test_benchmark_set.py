@@ -9,7 +9,7 @@ import pytest
 
 from benchmarks import make_benchmark_set as M
 from tomodiff import phantoms as P
-from tomodiff.priors import train as T
+from tomodiff.training import train as T
 
 BENCH = P.BENCHMARK_SET
 CHECKOUT = Path(__file__).resolve().parents[2] / "phantoms"  # where the generator writes the set

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tomodiff.priors.ct_data import Volume, random_slab_crop
+from tomodiff.training.ct_data import Volume, random_slab_crop
 from tomodiff.priors.edm import EDMDenoiser
 from tomodiff.priors.slab_prior import SlabPrior, neighbour_stacks
 from tomodiff.priors.unet import UNet

@@ -58,7 +58,7 @@ def _resume_config(ckpt_file, cfg, args):
 
     import torch
 
-    from ..priors.train import RUNTIME_KEYS, TrainConfig
+    from ..training.train import RUNTIME_KEYS, TrainConfig
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))
@@ -119,7 +119,7 @@ def run(args) -> int:
     from pathlib import Path
 
     _validate(args)
-    from ..priors.train import TrainConfig, export, train
+    from ..training.train import TrainConfig, export, train
 
     if args.export:
         path = export(Path(args.out_dir) / "checkpoint.pt", args.export)

@@ -8,13 +8,13 @@ that lists the differences. It logs to ``out_dir/train.log`` and ends with a PNG
 unconditional samples from the EMA weights.
 
 With ``val_data`` the EMA weights are scored every ``eval_every`` steps on held-out volumes
-(:class:`~tomodiff.priors.heldout.HeldOutScore`: denoising gain over the best Gaussian filter at
+(:class:`~tomodiff.training.heldout.HeldOutScore`: denoising gain over the best Gaussian filter at
 σ = 0.1, three scales); each score goes to ``out_dir/heldout.jsonl`` and the best EMA weights so far
 to ``out_dir/best.pt``. ``test_data`` is scored alongside for the learning curve only, never for
 selection. ``export(out_dir/checkpoint.pt, weights.pt)`` writes the small EMA-only file that
 :mod:`tomodiff.priors.registry` loads, from ``best.pt`` where there is one.
 
-Real CT volumes (``data``) are drawn through :mod:`tomodiff.priors.ct_data`: every orientation,
+Real CT volumes (``data``) are drawn through :mod:`tomodiff.training.ct_data`: every orientation,
 flips, 90° rotations, continuous rescaling (``scale_range``) and intensity jitter (``augment``).
 """
 
@@ -32,11 +32,13 @@ import numpy as np
 import torch
 
 from .. import phantoms
+from ..priors.edm import NOISE_DISTRIBUTIONS, EDMDenoiser, heun_sample
+from ..priors.registry import network_shape, save_prior
+from ..priors.slab_prior import SlabPrior
+from ..priors.unet import UNet, n_params
 from .ct_data import Volume, intensity_jitter, load_volumes, random_slab_crop, random_slice_crop
-from .edm import NOISE_DISTRIBUTIONS, EDMDenoiser, heun_sample
 from .ct_pairs import random_acquisition, scan_and_reconstruct
-from .registry import network_shape
-from .unet import UNet, n_params
+from .heldout import ConditionalScore, HeldOutScore
 
 OFFSET, SCALE = 0.5, 2.0  # [0, 1] data -> [-1, 1] network space
 
@@ -382,14 +384,12 @@ class _HeldOut:
     """Scores the EMA weights on held-out volumes, appends to ``heldout.jsonl``, keeps ``best.pt``.
 
     Slice priors: :class:`~.heldout.HeldOutScore`; 2.5D priors: the same on stacks of neighbours,
-    the network wrapped as a :class:`~.slab_prior.SlabPrior`; conditional priors:
+    the network wrapped as a :class:`~tomodiff.priors.slab_prior.SlabPrior`; conditional priors:
     :class:`~.heldout.ConditionalScore` selects, and the unconditional branch's denoising score
     (condition dropped) is logged beside it.
     """
 
     def __init__(self, cfg: TrainConfig, out: Path, log):
-        from .heldout import ConditionalScore, HeldOutScore
-
         self.cfg = cfg
         val, test = load_volumes(cfg.val_data), load_volumes(cfg.test_data) if cfg.test_data else None
         if cfg.conditional:
@@ -407,7 +407,6 @@ class _HeldOut:
 
     def _scored(self, ema):
         if self.cfg.context:
-            from .slab_prior import SlabPrior
             return SlabPrior(ema, self.cfg.size, max_batch=self.cfg.batch)
         return ema
 
@@ -442,8 +441,6 @@ def export(checkpoint, out_path, *, best: bool = True, **meta) -> Path:
     """Write the EMA weights of a training checkpoint as a prior file (see ``registry.save_prior``);
     with ``best`` and a ``best.pt`` beside the checkpoint, the weights that scored best on the
     held-out volumes instead of the last ones."""
-    from .registry import save_prior
-
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     cfg = state["config"]
     best_path = Path(checkpoint).with_name("best.pt")

@@ -7,7 +7,7 @@ import torch
 
 from tomodiff.commands import train_prior
 from tomodiff.priors.registry import load_file
-from tomodiff.priors.train import TrainConfig, export, load_volumes, train
+from tomodiff.training.train import TrainConfig, export, load_volumes, train
 
 TINY = dict(size=16, source_size=16, channels=(8, 16), emb_dim=16, batch=2, warmup=2, grid_samples=0,
             checkpoint_minutes=100.0)
@@ -72,7 +72,7 @@ def test_resume_with_other_settings_lists_the_differences(tmp_path):
 
 
 def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypatch):
-    from tomodiff.priors import train as train_mod
+    from tomodiff.training import train as train_mod
 
     train(TrainConfig(steps=1, **TINY), tmp_path, progress=False, grid=False)
     before = (tmp_path / "checkpoint.pt").read_bytes()
@@ -127,7 +127,7 @@ def test_sigterm_checkpoints_before_exiting(tmp_path):
     import sys
     import time
 
-    code = ("from tomodiff.priors.train import TrainConfig, train\n"
+    code = ("from tomodiff.training.train import TrainConfig, train\n"
             f"train(TrainConfig(steps=10**6, size=16, channels=(8, 16), emb_dim=16, batch=2, warmup=2, grid_samples=0,"
             f" checkpoint_minutes=100.0), {str(tmp_path)!r}, progress=False, grid=False)\n")
     proc = subprocess.Popen([sys.executable, "-c", code], env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from tomodiff.priors.ct_data import VolumeDataError, Volume, intensity_jitter, load_volumes, random_slice_crop
+from tomodiff.training.ct_data import VolumeDataError, Volume, intensity_jitter, load_volumes, random_slice_crop
 
 
 def test_corpus_npz_is_scaled_and_keeps_its_spacing(tmp_path):

@@ -4,8 +4,8 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from tomodiff.priors.ct_data import Volume
-from tomodiff.priors.heldout import HeldOutScore, eval_slices, psnr
+from tomodiff.training.ct_data import Volume
+from tomodiff.training.heldout import HeldOutScore, eval_slices, psnr
 
 
 def _blobs(seed=0, shape=(12, 128, 128)):

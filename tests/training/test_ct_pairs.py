@@ -5,7 +5,7 @@ import math
 import numpy as np
 import torch
 
-from tomodiff.priors.ct_pairs import Acquisition, random_acquisition, scan_and_reconstruct
+from tomodiff.training.ct_pairs import Acquisition, random_acquisition, scan_and_reconstruct
 
 
 def test_acquisitions_cover_the_asked_ranges_and_depend_on_the_seed_only():
