@@ -8,8 +8,8 @@ import shlex
 import sys
 from pathlib import Path
 
-from ._common import (NON_NEGATIVE, add_common, check_output_dir, device, emit, given, info, int_at_least, load_prior,
-                      refuse_inapplicable)
+from ._common import (NON_NEGATIVE, add_common, any_diffusion, check_output_dir, device, emit, given, info,
+                      int_at_least, load_prior, parse_methods, refuse_inapplicable)
 
 
 def _ints(text: str, option: str = "--views") -> list[int]:
@@ -81,19 +81,26 @@ def add_parser(sub):
     p.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from ..demos import benchmark as bench
-    from ..io.volumes import benchmark_manifest
-    from ..recon.reconstruct import DIFFUSION, METHODS
+def _check_inputs(args, volumes) -> None:
+    """A bad volume name or file, or missing real-scan data, fails here: before any reconstruction
+    and before --out exists."""
+    from ..io.volumes import load_volume  # start-up time
 
-    methods = [m.strip() for m in args.methods.split(",") if m.strip()]
-    bad = [m for m in methods if m not in METHODS]
-    if bad:
-        raise ValueError(f"--methods: unknown {bad}; choose from {', '.join(METHODS)}")
-    if not methods:
-        raise ValueError(f"--methods: none given; choose from {', '.join(METHODS)}")
+    for name in [*volumes, *(v.strip() for v in (args.uncertainty or "").split(",") if v.strip())]:
+        load_volume(name)
+    if args.real == "diamond_i13":
+        from ..demos.diamond_i13 import find_raw  # start-up time
+
+        find_raw()
+
+
+def run(args) -> int:
+    from ..demos import benchmark as bench  # start-up time
+    from ..io.volumes import benchmark_manifest  # start-up time
+
+    methods = parse_methods(args.methods)
     views = _ints(args.views)
-    diffusion = any(m in DIFFUSION or m == "auto" for m in methods)
+    diffusion = any_diffusion(methods)
     if not diffusion:
         refuse_inapplicable(args, ("prior", "steps", "samples", "uncertainty"),
                             "without a diffusion method in --methods")
@@ -111,17 +118,7 @@ def run(args) -> int:
     args.samples = args.samples or 1
     dev = device(args.device, args.threads)
     prior = load_prior(args.prior, dev) if diffusion else None
-    from ..io.volumes import load_volume
-
-    for name in volumes:  # a bad name or file fails here, before any reconstruction and before --out exists
-        load_volume(name)
-    for name in (args.uncertainty or "").split(","):
-        if name.strip():
-            load_volume(name.strip())
-    if args.real == "diamond_i13":
-        from ..demos.diamond_i13 import find_raw
-
-        find_raw()
+    _check_inputs(args, volumes)
     args.out.mkdir(parents=True, exist_ok=True)
     log = open(args.out / "progress.log", "a")
 
@@ -150,7 +147,7 @@ def run(args) -> int:
                        f"central axial slice, sparsest scan ({min(views)} views; the real scan: every 8th angle)")
     extra = ""
     if args.uncertainty:
-        method = next(m for m in methods if m in DIFFUSION or m == "auto")
+        method = next(m for m in methods if any_diffusion([m]))
         checks = [bench.seam_and_coverage(v.strip(), prior, method=method, device=dev)
                   for v in args.uncertainty.split(",") if v.strip()]
         extra = bench.seam_coverage_markdown(checks)

@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import methods as registry
+
 FIELDS = ("group", "volume", "views", "method", "psnr", "ssim", "residual", "seconds", "nfe", "peak_memory_mb")
 REAL_GROUP = "Diamond I13 (measured)"
 
@@ -49,13 +51,10 @@ def _score(group, name, n_views, method, A, y, sigma_y, ref, *, scale=1.0, data_
     after multiplying back, with ``data_range`` as PSNR/SSIM peak (default: the reference's own
     max − min). Returns the row and the mean ``(Z, Y, X)`` as numpy."""
     from ..recon import psnr, reconstruct, ssim
-    from ..recon.reconstruct import DIFFUSION
-
     kw = {}
-    if method in DIFFUSION:
-        kw = dict(prior=prior, steps=steps, n_samples=samples)
-    elif method == "auto":  # the sweep's winner with its own number of steps (recon/auto.py)
-        kw = dict(prior=prior, n_samples=samples)
+    m = registry.get(method)
+    if m.diffusion:  # an alias such as auto keeps its own number of steps (tomodiff.methods.AUTO)
+        kw = dict(prior=prior, steps=steps if m.alias_of is None else None, n_samples=samples)
     if method == "tv" and tv_lam and n_views in tv_lam:
         kw["lam"] = tv_lam[n_views]
     # the benchmark set is stored in the priors' [0, 1] units, and real scans come here already divided by

@@ -10,6 +10,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .. import methods as registry
+
 
 @dataclass
 class MethodResult:
@@ -40,9 +42,7 @@ def run_demo(*, phantom: str = "ct_abdomen_64", views: int = 16, noise: float = 
     from ..io import ProjectData, write_project
     from ..io.volumes import load_volume
     from ..recon import psnr, reconstruct, ssim
-    from ..recon.reconstruct import DIFFUSION
-
-    DIFFUSION = (*DIFFUSION, "auto")  # noqa: N806 (auto: the sweep's winner, recon/auto.py)
+    DIFFUSION = registry.names("diffusion")  # noqa: N806 (auto included: the sweep's winner)
 
     volume, desc = load_volume(phantom)
     if slices is not None and 0 < slices < volume.shape[0]:
