@@ -37,9 +37,7 @@ from .slabs import blend, plan_slabs, two_pass
 from .solvers import diffusion_options, solve_classical, solve_diffusion
 from .warm_start import slab_options
 
-# method names by kind, from the registry (tomodiff.methods); "auto" is an alias of a diffusion method
-CLASSICAL = methods.names("classical")
-DIFFUSION = tuple(n for n in methods.names("diffusion") if methods.get(n).alias_of is None)
+# the method names (the registry's, tomodiff.methods), re-exported as tomodiff.recon.METHODS
 METHODS = methods.names()
 # options that are volumes (starting points): divided by the scale step's factor like the data
 _VOLUME_OPTIONS = ("x0", "x_init")
