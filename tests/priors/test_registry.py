@@ -122,3 +122,12 @@ def test_ct_slice_serves_any_slice_size(size):
     out = prior.denoiser(noisy, 0.1)
     assert out.shape == x.shape
     assert float(((out - x) ** 2).mean()) < 0.25 * float(((noisy - x) ** 2).mean())
+
+
+def test_a_loaded_prior_names_its_weights_by_sha256():
+    """Provenance and checkpoint keys record the prior's hash (it was null in the provenance)."""
+    from tomodiff.priors import load
+    from tomodiff.priors.registry import card
+
+    prior = load("slice-64")
+    assert prior.info["sha256"] == card("slice-64")["sha256"] and len(prior.info["sha256"]) == 64

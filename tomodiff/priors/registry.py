@@ -65,7 +65,8 @@ def load_file(path, *, device=None, expected_sha256: str | None = None):
     path = Path(path)
     if not path.is_file():
         raise PriorFileError(f"prior weights not found: {path}")
-    if expected_sha256 is not None and sha256(path) != expected_sha256:
+    digest = sha256(path)
+    if expected_sha256 is not None and digest != expected_sha256:
         raise PriorFileError(f"prior weights {path} are corrupt: sha256 does not match its model card "
                              f"(reinstall tomodiff or re-export the prior)")
     try:
@@ -84,10 +85,12 @@ def load_file(path, *, device=None, expected_sha256: str | None = None):
     den.eval().requires_grad_(False)
     if device is not None:
         den.to(device)
+    info = dict(obj["info"])
+    info.setdefault("sha256", digest)  # provenance and checkpoint keys name the weights by it
     cls = SlicePrior if c["dims"] == 2 else PatchPrior
     if c.get("context", 0):
         cls = SlabPrior
-    return cls(den, size=int(c["size"]), info=obj["info"])
+    return cls(den, size=int(c["size"]), info=info)
 
 
 def available() -> list[str]:
