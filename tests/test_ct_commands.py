@@ -128,9 +128,16 @@ def test_classical_provenance_records_only_what_was_used(tmp_path, capsys):
     assert main(["reconstruct", str(scan), "--method", "tv", "--iters", "5", "--out", str(out), "--json"]) == 0
     capsys.readouterr()
     prov = read_project(out).provenance
-    assert not {"steps", "n_samples", "sigma_y", "seed", "slab", "overlap", "z_coupling"} & set(prov)
+    assert not {"steps", "n_samples", "seed", "slab", "overlap", "z_coupling"} & set(prov)
     assert prov["prior"] == {} and prov["std_samples"] is None
     assert "n_iter" in prov["options"] and "lam" in prov["options"] and prov["scale"]["rule"].startswith("auto")
+    # TV's weight comes from the file's noise level, so TV records it (and which rule chose the weight)
+    assert prov["sigma_y"] == read_project(scan).provenance["sigma_y"] and prov["tv_weight"]["rule"] == "discrepancy"
+    sirt = tmp_path / "sirt.h5"
+    assert main(["reconstruct", str(scan), "--method", "sirt", "--iters", "5", "--out", str(sirt), "--json"]) == 0
+    capsys.readouterr()
+    assert not {"steps", "n_samples", "sigma_y", "seed", "slab", "overlap", "z_coupling", "tv_weight"} & \
+        set(read_project(sirt).provenance)
 
 
 def test_one_command_one_result_in_memory_and_streamed(tmp_path, capsys):

@@ -29,6 +29,13 @@ SIGMA_Y_FRACTION = 0.01
 # too. Chosen on training-seed phantoms (shepp_logan:11, texture:12 at 64², 1% noise; best λ was
 # 0.03–0.1 at 8 views and 0.1–0.3 at 16), never on the benchmark set.
 TV_LAM_PER_VIEW = 0.006
+# With a known noise level σ_y, TV's weight is chosen instead so that the result's χ²/m (‖A x − y‖² over
+# m σ_y²) is this target (recon/tv_weight.py, a discrepancy principle). Tuned on real CT training
+# volumes (philips_head_phantom, tooth_industrial, carp_fish, engine_block, bonsai_tree; 64², 16 slices,
+# 8/16 views, noise 0.5/1/2%) and checked on three others (lidc0314_chest, mricrogl_head_ct, vhf_pelvis),
+# never on held-out volumes: benchmarks/tv_weight_rule.py, table in benchmarks/results/tv_weight_rule.md.
+# Morozov's χ²/m = 1 over-smooths this TV (its best results fit the data to χ²/m 0.5–0.9).
+TV_CHI2_TARGET = 0.8
 
 CLASSICAL_SOLVER = "tomodiff.recon.solvers:solve_classical"
 DIFFUSION_SOLVER = "tomodiff.recon.solvers:solve_diffusion"
@@ -87,8 +94,8 @@ _ENTRIES = (
     _classical("fbp", "filtered backprojection (Hann window)", linear=True, separable=True, filter="hann"),
     _classical("sirt", "SIRT, 100 iterations", linear=True, separable=True, n_iter=100),
     _classical("cgls", "CGLS, 20 iterations", linear=True, n_iter=20),
-    _classical("tv", "TV-regularised least squares, 200 iterations (weight 0.006 x views unless --lam)",
-               n_iter=200),
+    _classical("tv", f"TV-regularised least squares, 200 iterations (weight: chi2/m = {TV_CHI2_TARGET:g} with a known "
+                     "noise level, else 0.006 x views; or --lam)", n_iter=200),
     _diffusion("pigdm", "ΠGDM: pseudoinverse-guided diffusion (CG in measurement space)"),
     _diffusion("dps", "DPS: diffusion posterior sampling (gradient of the data misfit)", zeta=0.3),
     _diffusion("dds", "DDS: decomposed diffusion sampling (CG data consistency on each estimate)"),
@@ -134,7 +141,9 @@ def with_defaults(name: str, options: dict) -> dict:
 
 
 def default_tv_weight(A) -> float:
-    """TV's weight for operator ``A`` unless given: ``TV_LAM_PER_VIEW`` × its number of views."""
+    """TV's weight for operator ``A`` without a noise level: ``TV_LAM_PER_VIEW`` × its number of views
+    (with one, ``method="tv"`` uses :func:`tomodiff.recon.tv_weight.discrepancy_weight` at
+    ``TV_CHI2_TARGET``, which starts its search here)."""
     n_views = A.geometry.n_angles if hasattr(A, "geometry") else 16
     return TV_LAM_PER_VIEW * n_views
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 README = Path(__file__).resolve().parents[2] / "README.md"
-ROWS = {"FBP": "fbp", "SIRT (100 it.)": "sirt", "TV (200 it.)": "tv"}
+ROWS = {"FBP": "fbp", "SIRT (100 it.)": "sirt", "TV (200 it., weight by χ²/m)": "tv"}
 
 
 def _demo_table() -> dict[str, tuple[float, float]]:

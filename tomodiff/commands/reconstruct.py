@@ -39,11 +39,14 @@ def add_parser(sub):
     p.add_argument("--samples", type=int_at_least(1), default=None,
                    help=f"posterior samples; the std needs >= 2 (default: {methods.DEFAULT_SAMPLES})")
     p.add_argument("--sigma-y", type=NON_NEGATIVE, default=None,
-                   help="diffusion methods: measurement noise std in the units of the line integrals "
-                        "(default: the file's provenance, else 0.01·max|y|)")
+                   help="diffusion methods and tv: measurement noise std in the units of the line integrals "
+                        "(default: the file's provenance, else for diffusion 0.01·max|y|; tv then takes "
+                        "0.006 x views). tv chooses its weight from it: the result's chi2/m = "
+                        f"{methods.TV_CHI2_TARGET:g}")
     p.add_argument("--iters", type=int_at_least(1), help="iterations of sirt/cgls/tv")
     p.add_argument("--lam", type=NON_NEGATIVE,
-                   help="TV weight for --method tv, for the volume after the scale step (values near [0, 1])")
+                   help="TV weight for --method tv, for the volume after the scale step (values near [0, 1]); "
+                        "default: from the noise level (--sigma-y or the file's), else 0.006 x views")
     p.add_argument("--scale", type=_scale, default="auto",
                    help="scale step into the prior's [0, 1] range: auto (a simulated scan's recorded mu_max maps to 1; "
                         "a raw scan's 99.9%% quantile of a quick FBP does), none (data already in [0, 1] units) or the "
@@ -111,6 +114,13 @@ def _solver_kwargs(args, m, problem, y, prior) -> dict:
         kw = dict(prior=prior, steps=args.steps, n_samples=args.samples or methods.DEFAULT_SAMPLES, sigma_y=sigma_y,
                   guard=args.guard, seed=args.seed or 0, slab=args.slab or methods.DEFAULT_SLAB,
                   checkpoint=args.checkpoint, remove_checkpoint=False, keep_samples=args.keep_samples)
+    elif m.name == "tv" and args.lam is None:  # the weight comes from the noise level when it is known
+        sigma_y = args.sigma_y if args.sigma_y is not None else problem.sigma_y
+        if sigma_y:
+            kw["sigma_y"] = sigma_y
+        else:
+            how = "--sigma-y 0" if args.sigma_y is not None else "none given (--sigma-y) nor in the file"
+            info(f"tv: no noise level ({how}): weight {methods.TV_LAM_PER_VIEW:g} x views")
     if args.iters is not None:
         kw["n_iter"] = args.iters
     if args.lam is not None:
@@ -169,5 +179,10 @@ def _report(args, m, r, q) -> None:
     dc = r.provenance.get("data_consistency") or {}
     if dc.get("chi2_per_m") is not None:
         u += f", chi2/m {dc['chi2_per_m']:.3g} (worst view {max(dc['chi2_per_view']):.3g})"
+    weight = r.provenance.get("tv_weight")
+    if weight is not None:
+        summary["tv_weight"] = {k: weight.get(k) for k in ("rule", "lam", "target", "result_chi2_per_m")}
+        chi2 = weight.get("result_chi2_per_m")
+        u += f", weight {weight['lam']:.3g} ({weight['rule']}" + (f", chi2/m {chi2:.3g})" if chi2 is not None else ")")
     emit(args, summary, [f"{args.method}: {r.seconds:.1f} s, NFE {r.nfe}, residual {r.residual:.3g}{qtext}{u}",
                          f"wrote {args.out}  (view: tomodiff view {args.out})"])

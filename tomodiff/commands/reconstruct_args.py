@@ -4,7 +4,7 @@ streaming paths: they run before anything is read, computed or written."""
 from __future__ import annotations
 
 from .. import methods
-from ._common import check_output_dir, check_output_file, refuse_inapplicable
+from ._common import check_output_dir, check_output_file, given, refuse_inapplicable
 
 # options of raw scans only (a project file carries its own geometry), and of TIFF stacks only
 RAW_SCAN_OPTIONS = ("center_offset", "rows", "pixel_size", "voxel_size")
@@ -17,8 +17,16 @@ def check_args(args, *, streaming: bool = False) -> None:
     m = methods.get(args.method)
     if not m.diffusion:
         slabbed = () if streaming else ("slab", "checkpoint")
-        refuse_inapplicable(args, ("prior", "steps", "samples", "sigma_y", *slabbed, "keep_samples", "seed", "guard"),
+        refuse_inapplicable(args, ("prior", "steps", "samples", *slabbed, "keep_samples", "seed", "guard"),
                             f"to --method {m.name} (diffusion methods only)")
+        if m.name != "tv":
+            refuse_inapplicable(args, ("sigma_y",), f"to --method {m.name} (diffusion methods and tv only)")
+        elif streaming:  # TV's weight from the noise level needs the whole volume's data (in memory)
+            refuse_inapplicable(args, ("sigma_y",), "to --method tv on the streaming path (--stream, torchrun): "
+                                                    "there TV takes --lam or 0.006 x views")
+        elif given(args, "lam"):
+            refuse_inapplicable(args, ("sigma_y",), "to --method tv with --lam (the noise level only chooses "
+                                                    "TV's weight)")
     if m.name not in ("sirt", "cgls", "tv"):
         refuse_inapplicable(args, ("iters",), f"to --method {m.name} (sirt, cgls and tv only)")
     if m.name != "tv":

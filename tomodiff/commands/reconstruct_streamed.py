@@ -10,7 +10,7 @@ in-memory path; rerunning after a crash resumes from it with any number of ranks
 from __future__ import annotations
 
 from .. import methods
-from ._common import emit, load_prior, parse_rows
+from ._common import emit, info, load_prior, parse_rows
 from .reconstruct_args import check_args
 
 # options of the in-memory path that the streaming path does not take (TIFF stacks, resampling)
@@ -46,6 +46,9 @@ def run_streamed(args) -> int:
 
         torch.set_num_threads(args.threads)
     m = methods.get(args.method)
+    if m.name == "tv" and args.lam is None and distributed.detect().rank == 0:
+        info(f"tv on the streaming path: weight {methods.TV_LAM_PER_VIEW:g} x views per slab (the weight from the "
+             "noise level runs in memory only; or pass --lam)")
     options = {k: v for k, v in (("n_iter", args.iters), ("lam", args.lam)) if v is not None}
     scale = None if args.scale in (None, "none") else args.scale
     prior = load_prior(args.prior, distributed.device_for(distributed.detect(), args.device)) if m.diffusion else None

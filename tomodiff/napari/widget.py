@@ -121,7 +121,8 @@ def run_job(job: Job, *, cancel: threading.Event, progress: Callable[[int, int],
     else:
         data, metadata, name = job.data, job.metadata, job.name.partition(": ")[0]
     y, geometry, sigma_y = problem_from_layer(data, metadata, name)
-    if sigma_y is None:  # as `tomodiff reconstruct`: 1% of the largest line integral
+    known = sigma_y is not None
+    if not known:  # as `tomodiff reconstruct`: 1% of the largest line integral (diffusion; TV: its old weight)
         sigma_y = 0.01 * float(y.abs().max())
     dev = torch.device(job.device)
     if dev.type == "cuda" and not torch.cuda.is_available():
@@ -150,8 +151,9 @@ def run_job(job: Job, *, cancel: threading.Event, progress: Callable[[int, int],
     if job.method in ("sirt", "cgls", "tv"):
         options["n_iter"] = job.steps
     A = Projector(geometry, device=dev)
+    noise = sigma_y if known or methods.get(job.method).diffusion else 0.0  # TV weighs by a known noise level only
     r = reconstruct(A, y.to(dev), method=job.method, prior=prior, steps=job.steps, n_samples=job.n_samples,
-                    sigma_y=sigma_y, seed=job.seed, slab=SLAB, overlap=OVERLAP, progress=False, callback=tick,
+                    sigma_y=noise, seed=job.seed, slab=SLAB, overlap=OVERLAP, progress=False, callback=tick,
                     scale=(metadata or {}).get("mu_max") or "auto", **options)
     check()
     mean = r.mean[0, 0].detach().cpu().numpy()

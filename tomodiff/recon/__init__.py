@@ -3,7 +3,8 @@
 Every function takes a :class:`~tomodiff.operators.LinearOperator` ``A`` (any CT ``Projector``
 backend) and measurements ``y`` of shape ``(B, C, *A.range_shape)`` and returns
 ``(B, C, *A.domain_shape)``; each ``(b, c)`` item is reconstructed independently. Iterative
-methods share ``n_iter``, ``x0``, ``callback(k, x)`` and ``progress``.
+methods share ``n_iter``, ``x0``, ``callback(k, x)`` and ``progress``. :func:`discrepancy_weight`
+chooses TV's weight from a known noise level.
 """
 
 from .cgls import cgls
@@ -14,7 +15,8 @@ from .metrics import data_residual, psnr, ssim
 from .reconstruct import METHODS, Reconstruction, reconstruct
 from .sirt import sirt
 from .tv import tv, tv_objective
+from .tv_weight import discrepancy_weight
 
 __all__ = ["fbp", "ramp_filter", "angle_weights", "FILTERS", "sirt", "cgls", "tv", "tv_objective",
-           "gridrec", "tomopy_available", "psnr", "ssim", "data_residual",
+           "discrepancy_weight", "gridrec", "tomopy_available", "psnr", "ssim", "data_residual",
            "reconstruct", "Reconstruction", "METHODS", "PeakMemory"]

@@ -95,7 +95,11 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int | Non
         ``D(x, sigma)`` in the volume's units.
     steps: diffusion steps (NFE per slab; default 50, or the sweep's for auto); n_samples: posterior
         samples (mean and std over them).
-    sigma_y: measurement noise std in units of ``y``. seed: everything random derives from it.
+    sigma_y: measurement noise std in units of ``y`` (0: unknown). Diffusion methods use it in their
+        likelihood; TV without ``lam`` chooses its weight from it (the result's χ²/m =
+        :data:`tomodiff.methods.TV_CHI2_TARGET`, :mod:`tomodiff.recon.tv_weight`), and without it
+        falls back to 0.006 × views; ``provenance["tv_weight"]`` records the rule and the weight.
+        seed: everything random derives from it.
     slab, overlap: slices per slab and slices shared by neighbours (``None``: the whole volume at
         once). z_coupling: weight of TV along Z on each denoised estimate (0: off).
     keep_samples: return the individual samples too. checkpoint: a directory that stores finished
@@ -120,21 +124,26 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int | Non
     settings = Settings(seed=seed, progress=progress, callback=callback, checkpoint=checkpoint,
                         keep_checkpoint=not remove_checkpoint)
     layout = SlabLayout(slab, overlap, z_coupling)
-    # provenance records only what the method uses: classical methods take no steps, samples or noise level
+    # provenance records only what the method uses: classical methods take no steps or samples, and only
+    # TV a noise level (its weight comes from it)
     params = {"method": m.name, **({"steps": steps, "n_samples": n_samples, "sigma_y": sigma_y, "seed": seed,
                                     "slab": slab, "overlap": overlap, "z_coupling": z_coupling}
-                                   if m.diffusion else {}), **plain_options(options)}
+                                   if m.diffusion else {"sigma_y": sigma_y} if m.name == "tv" else {}),
+              **plain_options(options)}
     with PeakMemory(y.device) as mem:
-        out, used, nfe, scale_record, guard_info = _solve_scaled(
+        out, used, nfe, scale_record, guard_info, notes = _solve_scaled(
             A, y, m, prior, steps, n_samples, sigma_y, layout, settings, scale, guard, params, options)
     mean, std, samples = out
-    return _result(A, y, m, prior, mean, std, samples if keep_samples else None, nfe, used, params, scale_record,
-                   guard_info, sigma_y, time.perf_counter() - t0, mem.peak_mb)
+    r = _result(A, y, m, prior, mean, std, samples if keep_samples else None, nfe, used, params, scale_record,
+                guard_info, sigma_y, time.perf_counter() - t0, mem.peak_mb)
+    r.provenance.update(notes)
+    return r
 
 
 def _solve_scaled(A, y, m, prior, steps, n_samples, sigma_y, layout, settings, scale, guard, params, options):
-    """The scale step around the solve: every method solves ``y / s``; results are multiplied back
-    (recon/scale.py). Returns ``((mean, std, samples), used options, nfe, scale record, guard info)``."""
+    """The scale step around the solve: every method solves ``y / s`` (noise level ``σ_y / s``); results
+    are multiplied back (recon/scale.py). Returns ``((mean, std, samples), used options, nfe, scale record,
+    guard info, notes for provenance)``."""
     geometry = getattr(A, "geometry", None)
     estimate = None
     if m.diffusion and _splits(A, layout):  # the same estimate as the file-to-file path's, block by block
@@ -148,16 +157,19 @@ def _solve_scaled(A, y, m, prior, steps, n_samples, sigma_y, layout, settings, s
     options = {k: (v / s if k in _VOLUME_OPTIONS and isinstance(v, torch.Tensor) else v) for k, v in options.items()}
     guard_info = None
     if not m.diffusion:
-        mean, used = solve_classical(A, y, m.name, options, progress=settings.progress, callback=settings.callback)
-        return (mean * s, None, None), used, 0, scale_record, None
+        mean, used, notes = solve_classical(A, y, m.name, options, sigma_y=sigma_y / s, progress=settings.progress,
+                                            callback=settings.callback)
+        if "tv_weight" in notes:
+            notes["tv_weight"]["units"] = "the scaled problem y / scale (lam, sigma_y)"
+        return (mean * s, None, None), used, 0, scale_record, None, notes
     samples, nfe, used = _diffusion(A, y, m.name, prior, steps, n_samples, sigma_y / s, layout, settings,
                                     {**params, "scale": s}, options)
-    if guard:
-        ref, _ = solve_classical(A, y, "tv", {})
+    if guard:  # the reference stays TV with the old weight (no noise level passed): the guard is unchanged
+        ref, _, _ = solve_classical(A, y, "tv", {})
         samples, guard_info = consistency_guard(A, y, samples, sigma_y / s, ref)  # all in the scaled units
     mean = samples.mean(0)
     std = samples.std(0, correction=1) if n_samples > 1 else None
-    return (mean * s, None if std is None else std * s, samples * s), used, nfe, scale_record, guard_info
+    return (mean * s, None if std is None else std * s, samples * s), used, nfe, scale_record, guard_info, {}
 
 
 def _result(A, y, m, prior, mean, std, samples, nfe, used, params, scale_record, guard_info, sigma_y, seconds,

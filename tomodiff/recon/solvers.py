@@ -1,6 +1,7 @@
 """The functions that solve one slab, named by the method registry (:mod:`tomodiff.methods`).
 
-``solve_classical`` runs FBP, SIRT, CGLS or TV with the registry's defaults; ``solve_diffusion``
+``solve_classical`` runs FBP, SIRT, CGLS or TV with the registry's defaults (TV's weight from the
+noise level where it is known, :func:`tv_weight`); ``solve_diffusion``
 draws posterior samples of one slab with a prior, pulling in the slices it shares with finished
 neighbours and warm starts. Both are the only place where a method's options become a call, for
 the in-memory, streaming and torchrun paths alike.
@@ -15,30 +16,53 @@ import torch
 from .. import methods
 from ..samplers import known_slices, sample_posterior, z_smoothing
 from .cgls import cgls
+from .consistency import data_consistency
 from .fbp import fbp
 from .sirt import sirt
 from .tv import tv
+from .tv_weight import discrepancy_weight
 from .warm_start import warm_start
 
 _CLASSICAL = {"sirt": sirt, "cgls": cgls, "tv": tv}
 
 
-def solve_classical(A, y, method: str, options: dict, *, progress: bool = False, callback=None):
-    """``(x, options as used)`` of classical ``method`` on ``(A, y)``; ``x`` is ``(B, C, *A.domain_shape)``.
+def solve_classical(A, y, method: str, options: dict, *, sigma_y: float | None = None, progress: bool = False,
+                    callback=None):
+    """``(x, options as used, notes)`` of classical ``method`` on ``(A, y)``; ``x`` is ``(B, C, *A.domain_shape)``.
 
-    callback: ``callback(done, total)`` after each iteration (FBP: once).
+    sigma_y: the noise std in ``y``'s units, ``None`` or 0 when unknown. TV without ``lam`` takes its
+        weight from it (:func:`tv_weight`); FBP, SIRT and CGLS do not use it.
+    callback: ``callback(done, total)`` after each iteration (FBP: once; TV's weight search reports
+        ``done = 0``, so that raising in the callback aborts it too).
+    notes: ``{}``, or for TV ``{"tv_weight": record}`` (:func:`tv_weight`), for provenance.
     """
     opts = methods.with_defaults(method, options)
     if callback is not None and method != "fbp":
         opts["callback"] = lambda k, x: callback(k, opts["n_iter"])
-    if method == "tv":
-        opts.setdefault("lam", methods.default_tv_weight(A))
     if method == "fbp":
         out = fbp(A, y, **opts)
         if callback is not None:
             callback(1, 1)
-        return out, opts
-    return _CLASSICAL[method](A, y, progress=progress, **opts), opts
+        return out, opts, {}
+    if method != "tv":
+        return _CLASSICAL[method](A, y, progress=progress, **opts), opts, {}
+    searched = "lam" not in opts
+    if searched:
+        opts["lam"], record = tv_weight(A, y, sigma_y, nonneg=opts.get("nonneg", True), op_norm=opts.get("op_norm"),
+                                        callback=None if callback is None else lambda k, x: callback(0, opts["n_iter"]))
+    else:
+        record = {"rule": "given", "lam": float(opts["lam"])}
+    x = tv(A, y, progress=progress, **opts)
+    if searched and record["target"] is not None:  # the result's own χ²/m (the search's points iterated more)
+        record["result_chi2_per_m"] = data_consistency(A, x, y, sigma_y)["chi2_per_m"]
+    return x, opts, {"tv_weight": record}
+
+
+def tv_weight(A, y, sigma_y: float | None, **kw) -> tuple[float, dict]:
+    """TV's weight for ``(A, y)`` and how it was chosen: with a noise level ``sigma_y > 0`` the
+    discrepancy rule (the result's χ²/m = :data:`tomodiff.methods.TV_CHI2_TARGET`,
+    :func:`~tomodiff.recon.tv_weight.discrepancy_weight`), without one the old rule (0.006 × views)."""
+    return discrepancy_weight(A, y, sigma_y or None, target=methods.TV_CHI2_TARGET, **kw)
 
 
 def data_variance(prior, default: float) -> float:

@@ -136,7 +136,7 @@ class _FileRun:
 
     def _solve(self, A_k, y_k, k, left, right, cb):
         if not self.m.diffusion:
-            x, self.used = solve_classical(A_k, y_k, self.m.name, self.options)
+            x, self.used, _ = solve_classical(A_k, y_k, self.m.name, self.options)  # TV: the old weight rule
             return x[None], 0
         res = solve_diffusion(getattr(self.prior, "denoiser", self.prior), A_k, y_k, k, method=self.m.name,
                               steps=self.steps, n_samples=self.n_samples, sigma_y=self.sigma_y / self.s,
