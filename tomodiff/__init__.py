@@ -8,7 +8,7 @@ __all__ = ["__version__", "sample_posterior"]
 def __getattr__(name):
     # lazy, so that ``import tomodiff`` (and ``tomodiff --help``) stays fast
     if name == "sample_posterior":
-        from .samplers import sample_posterior
+        from .samplers import sample_posterior  # start-up time: torch, on first use
 
         return sample_posterior
     raise AttributeError(f"module 'tomodiff' has no attribute {name!r}")

@@ -54,11 +54,11 @@ def add_parser(sub):
 def _resume_config(ckpt_file, cfg, args):
     """Resuming: the checkpoint's settings, overridden by the options that this command line sets
     to something other than their default; ``train`` rejects any change of a defining setting."""
-    import argparse
+    import argparse  # start-up time
 
-    import torch
+    import torch  # start-up time: torch
 
-    from ..training.train import RUNTIME_KEYS, TrainConfig
+    from ..training.train import RUNTIME_KEYS, TrainConfig  # start-up time
 
     parser = argparse.ArgumentParser()
     add_parser(parser.add_subparsers(dest="command"))
@@ -73,10 +73,10 @@ def _resume_config(ckpt_file, cfg, args):
 
 def _validate(args) -> None:
     """CLI-level checks, before anything is imported, trained or written: one clear line each."""
-    import math
-    from pathlib import Path
+    import math  # start-up time
+    from pathlib import Path  # start-up time
 
-    from ._common import check_output_dir, check_output_file
+    from ._common import check_output_dir, check_output_file  # start-up time
 
     for name, lo in (("size", 1), ("source_size", 1), ("batch", 1), ("steps", 1), ("eval_every", 1), ("context", 0),
                      ("grid_samples", 0), ("threads", 0), ("seed", 0)):
@@ -116,10 +116,10 @@ def _validate(args) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
+    from pathlib import Path  # start-up time
 
     _validate(args)
-    from ..training.train import TrainConfig, export, train
+    from ..training.train import TrainConfig, export, train  # start-up time
 
     if args.export:
         path = export(Path(args.out_dir) / "checkpoint.pt", args.export)

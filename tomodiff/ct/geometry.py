@@ -244,7 +244,7 @@ def thin_sinogram(y, geometry: Geometry, step: int | None = None,
     idx = _thin_indices(geometry.n_angles, step, indices)
     axis = len(shape) - k
     if hasattr(y, "index_select"):  # torch
-        import torch
+        import torch  # start-up time: torch
         y_thin = y.index_select(axis, torch.tensor(idx, device=y.device))
     else:
         y_thin = y.take(idx, axis=axis)

@@ -18,6 +18,13 @@ from pathlib import Path
 import numpy as np
 
 from .. import methods as registry
+from ..ct import Projector
+from ..ct.simulate import simulate_scan
+from ..io.volumes import load_volume
+from ..recon import psnr, reconstruct, ssim
+from ..recon.calibration import CALIBRATION, coverage
+from ..recon.slabs import plan_slabs, seam_ratio
+from . import diamond_i13
 
 FIELDS = ("group", "volume", "views", "method", "psnr", "ssim", "residual", "seconds", "nfe", "peak_memory_mb")
 REAL_GROUP = "Diamond I13 (measured)"
@@ -50,7 +57,6 @@ def _score(group, name, n_views, method, A, y, sigma_y, ref, *, scale=1.0, data_
     """One reconstruction of ``y / scale`` (so that a [0, 1] prior fits), scored in 3D against ``ref``
     after multiplying back, with ``data_range`` as PSNR/SSIM peak (default: the reference's own
     max − min). Returns the row and the mean ``(Z, Y, X)`` as numpy."""
-    from ..recon import psnr, reconstruct, ssim
     kw = {}
     m = registry.get(method)
     if m.diffusion:  # an alias such as auto keeps its own number of steps (tomodiff.methods.AUTO)
@@ -76,9 +82,6 @@ def run_benchmark(volumes, views, methods, *, prior=None, steps=50, samples=1, n
     central axial slices of each volume (cheaper; scores are then over that slab). ``tv_lam``:
     TV weight per number of views (chosen beforehand on training phantoms, never on these).
     Returns the rows and, per volume, the central-slice images of the sparsest scan for the gallery."""
-    from ..ct import Projector
-    from ..ct.simulate import simulate_scan
-    from ..io.volumes import load_volume
 
     rows, gallery = [], {}
     for name in volumes:
@@ -108,8 +111,6 @@ def run_real_scan(methods, *, steps_of_angles=(4, 8), prior=None, steps=50, samp
     ``k``-th angle, scored against SIRT from all 91 angles (PSNR/SSIM with the reference's value
     range as peak). Every method solves the problem scaled into the prior's [0, 1] range with the
     noise level estimated from air (both from the sparse scan only); results are scaled back."""
-    from ..ct import Projector
-    from . import diamond_i13
 
     scan = diamond_i13.load(path)
     ref = scan.reference().numpy()
@@ -161,10 +162,10 @@ def summary_table(rows) -> list[dict]:
 
 def plot_psnr(rows, path: Path) -> Path:
     """PSNR against views, one panel per group, one line per method."""
-    import matplotlib
+    import matplotlib  # optional: matplotlib (figures only)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: matplotlib (figures only)
 
     table = summary_table(rows)
     groups = list(dict.fromkeys(r["group"] for r in table))
@@ -190,10 +191,10 @@ def plot_psnr(rows, path: Path) -> Path:
 
 def plot_gallery(gallery: dict, path: Path, title: str = "central axial slice, sparsest scan") -> Path:
     """One row per volume (its truth or reference first), one column per method."""
-    import matplotlib
+    import matplotlib  # optional: matplotlib (figures only)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: matplotlib (figures only)
 
     names = list(gallery)
     cols = list(dict.fromkeys(c for name in names for c in gallery[name]))
@@ -251,12 +252,6 @@ def seam_and_coverage(volume: str, prior, *, method: str = "auto", views: int = 
     seam ratio: :func:`tomodiff.recon.slabs.seam_ratio` of one reconstruction of the central
     ``seam_slices`` slices with slabs of ``slab`` sharing ``overlap`` (the truth's own ratio beside it).
     """
-    from ..ct import Projector
-    from ..ct.simulate import simulate_scan
-    from ..io.volumes import load_volume
-    from ..recon import reconstruct
-    from ..recon.calibration import CALIBRATION, coverage
-    from ..recon.slabs import plan_slabs, seam_ratio
 
     if samples < 2:
         raise ValueError(f"coverage needs at least 2 samples, got {samples}")

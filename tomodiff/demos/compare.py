@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..recon.metrics import psnr, ssim
 from .image_tasks import Task
 from .methods import solve
 
@@ -30,7 +31,6 @@ class Result:
 
 def score(estimate: torch.Tensor, truth: torch.Tensor) -> tuple[float, float]:
     """``(PSNR dB, SSIM)`` of ``(1, 1, H, W)`` images, with the truth's own range as peak."""
-    from ..recon.metrics import psnr, ssim
 
     a, b = truth[0, 0].double().numpy(), estimate[0, 0].double().numpy()
     return float(psnr(b, a)), float(ssim(b, a))

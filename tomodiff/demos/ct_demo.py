@@ -8,9 +8,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from .. import methods as registry
+from ..ct import Projector
+from ..ct.simulate import simulate_scan
+from ..io import ProjectData, write_project
+from ..io.volumes import load_volume
+from ..priors import load
+from ..recon import psnr, reconstruct, ssim
 
 
 @dataclass
@@ -37,11 +42,6 @@ def run_demo(*, phantom: str = "ct_abdomen_64", views: int = 16, noise: float = 
     ``slices``: keep only that many central axial slices of the phantom (faster). ``steps``:
     diffusion steps (default: 50, or the sampler sweep's for ``auto``, the default diffusion method). Returns the
     results, the set-up and the ground-truth volume."""
-    from ..ct import Projector
-    from ..ct.simulate import simulate_scan
-    from ..io import ProjectData, write_project
-    from ..io.volumes import load_volume
-    from ..recon import psnr, reconstruct, ssim
     DIFFUSION = registry.names("diffusion")  # noqa: N806 (auto included: the sweep's winner)
 
     volume, desc = load_volume(phantom)
@@ -56,7 +56,6 @@ def run_demo(*, phantom: str = "ct_abdomen_64", views: int = 16, noise: float = 
     mu_max = float(ref.max()) if ref.max() > 0 else None  # what `tomodiff simulate` records as mu_max
     prior = None
     if any(m in DIFFUSION for m in methods):
-        from ..priors import load
 
         prior = load(prior_name, device=device, precision="auto")
     out_dir = Path(out_dir)
@@ -100,10 +99,10 @@ def save_figure(ref: np.ndarray, results: list[MethodResult], path: Path) -> Pat
 
     Every panel is drawn with row 0 at the top (``origin="upper"``), the convention of the arrays
     and of napari: axial slices ``(Y, X)``, coronal ``(Z, X)`` and sagittal ``(Z, Y)`` with slice 0 on top."""
-    import matplotlib
+    import matplotlib  # optional: matplotlib (figures only)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: matplotlib (figures only)
 
     grey = (0.0, float(np.percentile(ref, 99.9)) or 1.0)  # the reference's own range: real CT is rarely near 1
     cols = [("truth", ref, "gray", grey)]

@@ -19,10 +19,10 @@ def display(t: torch.Tensor, shape) -> np.ndarray:
 
 def save_figure(truth: torch.Tensor, tasks: list[Task], results: dict, path, *, title: str | None = None) -> None:
     """PNG: one row per task with measurement, each method's estimate (PSNR in the title), truth."""
-    import matplotlib
+    import matplotlib  # optional: matplotlib (figures only)
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: matplotlib (figures only)
 
     shape = tuple(truth.shape[-2:])
     methods = list(next(iter(results.values()))) if results else []

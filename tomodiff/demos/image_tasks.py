@@ -12,8 +12,18 @@ from dataclasses import dataclass
 
 import torch
 
-from ..operators import (Downsample, GaussianBlur, GaussianNoise, LinearOperator, Mask, box_mask,
-                         center_mask, random_pixel_mask, simulate)
+from .. import phantoms
+from ..operators import (
+    Downsample,
+    GaussianBlur,
+    GaussianNoise,
+    LinearOperator,
+    Mask,
+    box_mask,
+    center_mask,
+    random_pixel_mask,
+    simulate,
+)
 
 # family -> (offset of its first benchmark phantom inside BENCHMARK_SEEDS, i.e. the "<family>_64_a"
 # volume of phantoms/manifest.json; axial height z in [-1, 1] of a slice that shows its structure)
@@ -49,7 +59,6 @@ class Task:
 def demo_image(size: int = 64, family: str = "shepp_logan") -> torch.Tensor:
     """Slice of the held-out phantom ``<family>_64_a`` (see ``DEMO_PHANTOMS``) rendered at
     ``size``²: ``(1, 1, size, size)`` float32 in [0, 1]."""
-    from .. import phantoms
 
     if family not in DEMO_PHANTOMS:
         raise ValueError(f"unknown phantom family {family!r}; choose from {tuple(DEMO_PHANTOMS)}")

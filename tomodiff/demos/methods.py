@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from ..priors import registry
+from ..samplers import sample_posterior
 from .image_tasks import Task, pseudo_inverse
 
 METHODS = ("pinv", "pigdm", "dps")
@@ -57,7 +59,6 @@ def load_prior(spec: str):
 
     Raises :class:`PriorUnavailable` naming the missing file and the ways around it.
     """
-    from ..priors import registry
 
     path = Path(spec)
     is_path = path.suffix == ".pt" or path.is_file()
@@ -88,7 +89,6 @@ def solve(method: str, task: Task, *, prior=None, noise_sigma: float, steps: int
         return Estimate(x, 0, time.perf_counter() - t0)
     if prior is None:
         raise ValueError(f"method {method!r} needs a prior")
-    from ..samplers import sample_posterior
 
     if method == "pigdm":
         # r_t² = σ_d²σ_t²/(σ_d² + σ_t²) with the prior's own data std σ_d (data units)

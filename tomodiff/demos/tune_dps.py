@@ -13,13 +13,14 @@ import json
 
 import torch
 
+from .compare import score
+from .image_tasks import TASKS, demo_image, make_tasks
+from .methods import load_prior, solve
+
 
 def tune(prior, *, zetas=(1.0, 3.0, 10.0, 30.0), steps: int = 50, seeds=(0, 1), noise_sigma: float = 0.01,
          size: int = 64, family: str = "shepp_logan", tasks=None) -> dict[str, dict[float, float]]:
     """``{task: {ζ: mean PSNR over seeds}}`` for DPS with ``prior`` on the demo's tasks."""
-    from .compare import score
-    from .image_tasks import TASKS, demo_image, make_tasks
-    from .methods import solve
 
     x = demo_image(size, family)
     table: dict[str, dict[float, list[float]]] = {}
@@ -32,7 +33,6 @@ def tune(prior, *, zetas=(1.0, 3.0, 10.0, 30.0), steps: int = 50, seeds=(0, 1), 
 
 
 def main(argv=None) -> int:
-    from .methods import load_prior
 
     ap = argparse.ArgumentParser(prog="python -m tomodiff.demos.tune_dps", description=__doc__.split("\n")[0])
     ap.add_argument("--prior", default="slice-64", help="shipped prior name or .pt path (default: %(default)s)")

@@ -50,7 +50,7 @@ def _finite_3d(arr, where: str) -> torch.Tensor:
 
 
 def _from_h5(path: Path, dataset: str | None):
-    import h5py
+    import h5py  # start-up time: h5py
 
     with h5py.File(path, "r") as f:
         if dataset is None:

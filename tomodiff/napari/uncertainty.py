@@ -70,8 +70,8 @@ class Chi2Plot:
 
     def __init__(self, *, width: float = 3.2, height: float = 1.6):
         # optional: Qt (matplotlib's Qt canvas); the reader, which imports this module, needs neither
-        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg
-        from matplotlib.figure import Figure
+        from matplotlib.backends.backend_qtagg import FigureCanvasQTAgg  # optional: matplotlib (figures only)
+        from matplotlib.figure import Figure  # optional: matplotlib (figures only)
 
         self.figure = Figure(figsize=(width, height), dpi=90, layout="constrained")
         self.axes = self.figure.add_subplot()

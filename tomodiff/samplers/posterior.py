@@ -8,9 +8,15 @@ from dataclasses import dataclass, field
 
 import torch
 
-from tomodiff.priors.schedules import check_sigmas, ddpm_cosine_sigmas, ddpm_linear_sigmas, karras_sigmas
+from tomodiff.operators.solvers import conjugate_gradient
+from tomodiff.priors.schedules import (
+    check_sigmas,
+    ddpm_cosine_sigmas,
+    ddpm_linear_sigmas,
+    karras_sigmas,
+)
 
-from ._common import check_measurement, check_sigma_y, combine, randn
+from ._common import check_measurement, check_sigma_y, combine, match_batch, randn
 from .ddim import ddim
 from .ddpm import ddpm
 from .dds import dds
@@ -99,7 +105,6 @@ def _schedule(steps, schedule, sigma_min, sigma_max, sigmas):
 
 def _least_squares(A, y, iters=30):
     """Minimum-norm least-squares start for SDEdit: CG on AᵀA x = Aᵀy from 0."""
-    from tomodiff.operators.solvers import conjugate_gradient
 
     return conjugate_gradient(lambda v: A.adjoint(A.forward(v)), A.adjoint(y), tol=1e-6, max_iter=iters)
 
@@ -108,9 +113,7 @@ def final_data_step(A, y, x, iters: int):
     """``iters`` CG iterations on ``AᵀA z = Aᵀy`` from each sample ``x`` (``(N, C, ...)``, batch a
     multiple of ``y``'s): the residual ``‖y − A z‖`` never increases (CG on the normal equations
     minimises it over a growing Krylov space), and few iterations stay near ``x``."""
-    from tomodiff.operators.solvers import conjugate_gradient
 
-    from ._common import match_batch
 
     yb = match_batch(y, x, "final_cg")
     return conjugate_gradient(lambda v: A.adjoint(A.forward(v)), A.adjoint(yb), x0=x, tol=0.0, max_iter=int(iters))
