@@ -58,3 +58,16 @@ def test_info_describes_a_project_file(tmp_path, capsys):
     assert desc["geometry"]["angles"] == [0, 1, 2] and desc["provenance"]["method"] == "fbp"
     assert main(["info", str(tmp_path / "missing.h5")]) == 2
     assert "no such file" in capsys.readouterr().err
+
+
+def test_view_without_a_display_says_what_to_do(tmp_path, capsys, monkeypatch):
+    """Qt aborted the process (exit 134) without a screen; now one line naming xvfb-run, exit 2."""
+    scan = tmp_path / "scan.h5"
+    assert main(["simulate", "--phantom", "foam:1:16", "--views", "4", "--out", str(scan)]) == 0
+    capsys.readouterr()
+    for name in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setattr("sys.platform", "linux")
+    assert main(["view", str(scan)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "xvfb-run -a tomodiff view" in err[0]
