@@ -61,7 +61,7 @@ def add_parser(sub):
                         f"{methods.DEFAULT_OVERLAP} otherwise)")
     p.add_argument("--stream", action="store_true",
                    help="read the sinogram and write the volume slab by slab (memory bounded by the slab; implied "
-                        "under torchrun, which shares the slabs among the ranks); --checkpoint is then a directory")
+                        "under torchrun, which shares the slabs among the ranks)")
     p.add_argument("--keep-samples", action="store_true", help="also store the individual samples")
     scan = p.add_argument_group("raw scans (DXchange/NXtomo, TIFF stacks)")
     scan.add_argument("--flats", help="TIFF flat (open-beam) frames: a folder or a quoted glob")
