@@ -62,7 +62,8 @@ def data_consistency(A, x: torch.Tensor, y: torch.Tensor, sigma_y: float) -> dic
             "sigma_y": sigma_y}
 
 
-def warn_if_inconsistent(report: dict, threshold: float = WARN_CHI2, what: str = "reconstruction") -> bool:
+def warn_if_inconsistent(report: dict, threshold: float = WARN_CHI2, what: str = "reconstruction",
+                         stacklevel: int = 3) -> bool:
     """Warn (one line) when ``report["chi2_per_m"]`` exceeds ``threshold``; returns whether it did."""
     c = report.get("chi2_per_m")
     if c is None or c <= threshold:
@@ -70,7 +71,7 @@ def warn_if_inconsistent(report: dict, threshold: float = WARN_CHI2, what: str =
     worst = max(range(len(report["chi2_per_view"])), key=lambda a: report["chi2_per_view"][a])
     warnings.warn(f"the {what} disagrees with the data: chi2/m = {c:.3g} (expected about 1; worst view {worst}: "
                   f"{report['chi2_per_view'][worst]:.3g}); the prior may not fit this object — compare with TV "
-                  f"or use guard=True", DataConsistencyWarning, stacklevel=3)
+                  f"or use guard=True", DataConsistencyWarning, stacklevel=stacklevel)
     return True
 
 

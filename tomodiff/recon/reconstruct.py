@@ -153,7 +153,7 @@ def _solve_scaled(A, y, m, prior, steps, n_samples, sigma_y, layout, settings, s
     s, scale_record = resolve_scale(A, y, scale, linear=m.linear, estimate=estimate)
     y = y / s
     if m.diffusion and scale != "auto":
-        warn_if_out_of_range(A, y)
+        warn_if_out_of_range(A, y, stacklevel=4)  # at reconstruct()'s caller
     options = {k: (v / s if k in _VOLUME_OPTIONS and isinstance(v, torch.Tensor) else v) for k, v in options.items()}
     guard_info = None
     if not m.diffusion:
@@ -184,7 +184,7 @@ def _result(A, y, m, prior, mean, std, samples, nfe, used, params, scale_record,
         consistency = data_consistency(A, mean, y, sigma_y)
         if guard_info is not None:
             consistency["guard"] = guard_info
-        warn_if_inconsistent(consistency, what=f"{m.name} reconstruction")
+        warn_if_inconsistent(consistency, what=f"{m.name} reconstruction", stacklevel=4)  # at reconstruct()'s caller
         provenance["data_consistency"] = consistency
     return Reconstruction(mean=mean, std=std, samples=samples, residual=residual, nfe=nfe, seconds=seconds,
                           peak_memory_mb=peak_mb, provenance=provenance)

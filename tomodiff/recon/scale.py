@@ -119,7 +119,7 @@ def known_scale(provenance: dict | None) -> float | None:
     return recorded_mu_max(provenance)
 
 
-def warn_if_out_of_range(A, y_scaled: torch.Tensor, what: str = "the prior") -> float | None:
+def warn_if_out_of_range(A, y_scaled: torch.Tensor, what: str = "the prior", stacklevel: int = 3) -> float | None:
     """Warn when the robust maximum of the scaled data is far from the prior's range (more than
     ``FAR``× off); returns that maximum (``None`` if it could not be estimated)."""
     try:
@@ -130,5 +130,5 @@ def warn_if_out_of_range(A, y_scaled: torch.Tensor, what: str = "the prior") -> 
     if not (hi / FAR <= m <= hi * FAR):
         warnings.warn(f"the data's robust maximum is {m:.3g} in {what}'s units, far outside its training range "
                       f"[{PRIOR_RANGE[0]:g}, {hi:g}]; use scale='auto' (--scale auto) or give the attenuation range",
-                      RuntimeWarning, stacklevel=3)
+                      RuntimeWarning, stacklevel=stacklevel)
     return m
