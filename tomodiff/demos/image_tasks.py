@@ -13,17 +13,8 @@ from dataclasses import dataclass
 import torch
 
 from .. import phantoms
-from ..operators import (
-    Downsample,
-    GaussianBlur,
-    GaussianNoise,
-    LinearOperator,
-    Mask,
-    box_mask,
-    center_mask,
-    random_pixel_mask,
-    simulate,
-)
+from ..operators import (Downsample, GaussianBlur, GaussianNoise, LinearOperator, Mask, box_mask, center_mask,
+                         random_pixel_mask, simulate)
 
 # family -> (offset of its first benchmark phantom inside BENCHMARK_SEEDS, i.e. the "<family>_64_a"
 # volume of phantoms/manifest.json; axial height z in [-1, 1] of a slice that shows its structure)

@@ -9,12 +9,7 @@ from dataclasses import dataclass, field
 import torch
 
 from tomodiff.operators.solvers import conjugate_gradient
-from tomodiff.priors.schedules import (
-    check_sigmas,
-    ddpm_cosine_sigmas,
-    ddpm_linear_sigmas,
-    karras_sigmas,
-)
+from tomodiff.priors.schedules import check_sigmas, ddpm_cosine_sigmas, ddpm_linear_sigmas, karras_sigmas
 
 from ._common import check_measurement, check_sigma_y, combine, match_batch, randn
 from .ddim import ddim

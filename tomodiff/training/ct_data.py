@@ -110,7 +110,7 @@ def _read(f: Path, key: str | None) -> list[tuple[str, np.ndarray, tuple]]:
             return [(f"{name}:{k}", z[k], (1.0, 1.0, 1.0)) for k in z if z[k].ndim >= 3]
     if f.name.endswith((".nii", ".nii.gz")):
         try:
-            import nibabel
+            import nibabel  # optional: nibabel (NIfTI)
         except ImportError as err:
             raise VolumeDataError(f"{f}: reading NIfTI needs nibabel (pip install nibabel)") from err
         img = nibabel.load(str(f))
@@ -119,7 +119,7 @@ def _read(f: Path, key: str | None) -> list[tuple[str, np.ndarray, tuple]]:
             raise VolumeDataError(f"{f}: expected a 3D NIfTI volume, got shape {a.shape}")
         zooms = img.header.get_zooms()[:3]
         return [(name, np.ascontiguousarray(a.transpose(2, 1, 0)), tuple(float(z) for z in zooms[::-1]))]
-    import h5py
+    import h5py  # start-up time: h5py
 
     try:
         with h5py.File(f, "r") as h:
@@ -194,7 +194,7 @@ def random_slab_crop(vol: Volume, size: int, context: int, rng: np.random.Genera
     slab averages as a scanner (or a block-averaged volume) gives them. The stack's order is
     reversed half the time. Slab ends beyond the volume repeat its edge slice.
     """
-    from scipy.ndimage import gaussian_filter1d
+    from scipy.ndimage import gaussian_filter1d  # start-up time: scipy
 
     axes = vol.planes(size)
     if not axes:

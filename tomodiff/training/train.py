@@ -24,6 +24,8 @@ import dataclasses
 import json
 import math
 import os
+import signal
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -224,9 +226,9 @@ def _save_atomic(obj, path: Path) -> None:
 
 def save_sample_grid(denoiser, cfg: TrainConfig, path: Path, n: int, seed: int = 0, steps: int = 18) -> None:
     """PNG grid of ``n`` unconditional EDM-Heun samples (3D: the middle axial slice of each patch)."""
-    import matplotlib
+    import matplotlib  # optional: matplotlib (figures only)
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # optional: matplotlib (figures only)
 
     dev = next(denoiser.parameters()).device
     shape = (n, 1) + (cfg.size,) * cfg.dims
@@ -367,8 +369,6 @@ def train(cfg: TrainConfig, out_dir, *, progress: bool = True, grid: bool = True
 def _checkpoint_on_sigterm():
     """Turn SIGTERM (a batch system's time limit, ``kill``) into KeyboardInterrupt, so that the loop's
     ``finally`` writes a checkpoint; returns the function that restores the previous handler."""
-    import signal
-    import threading
 
     if threading.current_thread() is not threading.main_thread():
         return lambda: None
