@@ -1,11 +1,3 @@
-import pytest
-import torch
+"""Tests of tiny tensors run on one torch thread (tests/one_thread.py)."""
 
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny tensors: single-threaded is much faster on the shared 2-core machine; restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from one_thread import one_thread  # noqa: F401 (an autouse fixture)

@@ -16,31 +16,6 @@ from tomodiff.ct import Projector, parallel_beam
 from tomodiff.io import ProjectData, read_project, write_project
 
 
-def _raw(rng, A=10, V=9, U=12):
-    proj = rng.integers(200, 3000, size=(A, V, U)).astype(np.uint16)
-    flats = rng.integers(3500, 4000, size=(3, V, U)).astype(np.uint16)
-    darks = rng.integers(50, 100, size=(2, V, U)).astype(np.uint16)
-    return proj, flats, darks, np.linspace(0, 180, A, endpoint=False)
-
-
-def _write_dxchange(path, proj, flats, darks, theta):
-    with h5py.File(path, "w") as f:
-        f.create_dataset("exchange/data", data=proj, chunks=(1, *proj.shape[1:]))  # chunked by projection
-        f["exchange/data_white"], f["exchange/data_dark"], f["exchange/theta"] = flats, darks, theta
-
-
-def _write_nxtomo(path, proj, flats, darks, theta):
-    # darks, flats, projections and one more flat at the end, as scanners interleave them
-    data = np.concatenate([darks, flats[:2], proj, flats[2:]])
-    key = np.array([2] * len(darks) + [1] * 2 + [0] * len(proj) + [1] * (len(flats) - 2))
-    rot = np.concatenate([np.zeros(len(darks) + 2), theta, np.zeros(len(flats) - 2)])
-    with h5py.File(path, "w") as f:
-        f.create_dataset("entry/instrument/detector/data", data=data, chunks=(1, *data.shape[1:]))
-        f["entry/instrument/detector/image_key"] = key
-        f["entry/sample/rotation_angle"] = rot
-        f["entry/sample/rotation_angle"].attrs["units"] = "degree"
-
-
 LIMITED = textwrap.dedent("""
     import json, resource, sys
     import numpy as np

@@ -27,3 +27,8 @@ def test_many_views_and_little_noise_give_a_condition_close_to_the_slice():
     err = {name: float((scan_and_reconstruct(clean, acq, torch.Generator().manual_seed(0)) - clean).abs().mean())
            for name, acq in (("dense", dense), ("sparse", sparse))}
     assert err["dense"] < 0.05 < err["sparse"]  # 4 views: streaks the conditional prior must learn to remove
+
+
+def test_runs_on_one_thread():
+    """The shared autouse fixture applies here (tests/one_thread.py)."""
+    assert torch.get_num_threads() == 1
