@@ -6,20 +6,23 @@ Each command module defines ``add_parser(subparsers)`` (which registers its sub-
 Errors: every error the command reports is one line on stderr, ``tomodiff COMMAND: error: ...``
 (warnings likewise: ``tomodiff COMMAND: warning: ...``),
 with exit status 2, and never a traceback (set ``TOMODIFF_DEBUG=1`` to see one). Interrupts exit
-with 130 (Ctrl-C) or 143 (SIGTERM), after removing any half-written output file.
+with 130 (Ctrl-C) or 143 (SIGTERM), after removing any half-written output file. Under torchrun the
+line also goes to its error file (``TORCHELASTIC_ERROR_FILE``), so that its failure summary shows it.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import json
 import os
 import signal
 import sys
+import time
 import warnings
 
 from ._version import __version__
-from .io.atomic import install_sigterm_handler
+from .io.atomic import Terminated, install_sigterm_handler
 
 # module names under tomodiff.commands, in the order --help lists them
 COMMANDS = ["demo", "simulate", "reconstruct", "benchmark", "demo2d", "train_prior", "info", "view", "selftest"]
@@ -65,6 +68,20 @@ def _message(err: BaseException) -> str:
     return f"unexpected {type(err).__name__}: {one_line(err)} (set TOMODIFF_DEBUG=1 for the traceback)"
 
 
+def _tell_torchrun(line: str) -> None:
+    """Under torchrun, the error line also goes to the file its failure summary reads
+    (``TORCHELASTIC_ERROR_FILE``), which otherwise names no cause ("To enable traceback see ...")."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if not path:
+        return
+    info = {"py_callstack": line, "timestamp": str(int(time.time()))}
+    try:
+        with open(path, "w") as fh:
+            json.dump({"message": {"message": line, "extraInfo": info}}, fh)
+    except OSError:
+        pass  # the line is on stderr anyway
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -81,12 +98,22 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tomodiff: interrupted", file=sys.stderr)
         return 130
+    except Terminated as stop:
+        # torchrun stops every rank with SIGTERM as soon as one fails, before they could notice it themselves
+        why = ("; torchrun stops every rank when one of them fails (its summary below names that rank); rerun the "
+               "same command to resume from the finished slabs") if "TORCHELASTIC_ERROR_FILE" in os.environ else ""
+        line = f"tomodiff {args.command}: stopped by SIGTERM{why}"
+        print(line, file=sys.stderr)
+        _tell_torchrun(line)
+        return stop.code
     except SystemExit:
         raise
     except Exception as err:  # noqa: BLE001 - the one place that turns errors into messages
         if os.environ.get("TOMODIFF_DEBUG"):
             raise
-        print(f"tomodiff {args.command}: error: {_message(err)}", file=sys.stderr)
+        line = f"tomodiff {args.command}: error: {_message(err)}"
+        print(line, file=sys.stderr)
+        _tell_torchrun(line)
         return 2
     finally:
         warnings.showwarning = show

@@ -4,6 +4,7 @@ that reject bad values at parse time; output-path checks that run before any com
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -149,6 +150,21 @@ def _check_dir_writable(directory: Path, option: str, out: Path) -> None:
         raise ValueError(f"{option} {out}: cannot write in {base} ({err.strerror or err})") from err
 
 
+@contextlib.contextmanager
+def removed_unless_used(checkpoint):
+    """A checkpoint directory that this run creates is removed again when the run fails before it
+    holds a finished slab (bad input found on the way, an interrupt): nothing to resume from."""
+    fresh = checkpoint is not None and not Path(checkpoint).exists()
+    try:
+        yield
+    except BaseException:
+        if fresh and Path(checkpoint).is_dir() and not any(Path(checkpoint).glob("slab_*.pt")):
+            from ..recon.slab_store import remove_checkpoint  # start-up time: torch
+
+            remove_checkpoint(checkpoint)
+        raise
+
+
 # ------------------------------------------------------------------ common options
 def add_common(p, *, seed: bool = True):
     p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda:0 (default: %(default)s)")
@@ -197,10 +213,18 @@ def info(msg: str) -> None:
 def load_prior(name: str | None, dev):
     """The named prior (default: the shipped default) on ``dev``, in precision ``"auto"`` (bf16 where
     native: measured faster, denoising within 0.06 dB) — the same in one process and under torchrun,
-    so that one command gives one result."""
+    so that one command gives one result. A ``Path`` (``--prior-file``) is a prior on disk: a diffusers
+    or MONAI model folder (fp32: a network not measured here runs as trained) or a tomodiff .pt file."""
     from ..priors import load  # start-up time: torch
     from ..priors.registry import DEFAULT_PRIOR  # start-up time
 
+    if isinstance(name, Path):
+        from ..priors.external_files import load_external  # start-up time; diffusers/MONAI only if named
+
+        prior = load_external(name, device=dev)
+        if name.is_file():  # tomodiff's own network: the shipped priors' measured precision
+            prior.precision = "auto"
+        return prior
     return load(name or DEFAULT_PRIOR, device=dev, precision="auto")
 
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from .. import methods
 from ._common import (NON_NEGATIVE, POSITIVE, add_common, device, emit, info, int_at_least, load_prior, parse_rows,
-                      real, refuse_inapplicable, std_note)
-from .reconstruct_args import RAW_SCAN_OPTIONS, TIFF_OPTIONS, check_args
+                      real, removed_unless_used, std_note)
+from .reconstruct_args import check_args, refuse_for_kind
 
 
 def _scale(text: str):
@@ -31,8 +31,12 @@ def add_parser(sub):
     p.add_argument("--method", choices=methods.names(), required=True, help=methods.help_lines())
     p.add_argument("--guard", action="store_true",
                    help="diffusion: keep the result at least as data-consistent as TV (final CG, else TV)")
-    p.add_argument("--prior", help="prior name for diffusion methods (default: ct-slice, trained on real CT; "
-                                   "slice-64: phantoms)")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--prior", help="prior name for diffusion methods (default: ct-slice, trained on real CT; "
+                                       "cfg: ct-cond, conditional; slice-64: phantoms)")
+    which.add_argument("--prior-file", type=Path, metavar="PATH",
+                       help="your own prior instead: a diffusers model folder (unet/ + scheduler/), a MONAI folder "
+                            "(monai_prior.json) or a tomodiff .pt file; local files only (docs: own diffusion model)")
     p.add_argument("--steps", type=int_at_least(1), default=None,
                    help=f"diffusion steps = NFE per slab (default: {methods.DEFAULT_STEPS}; auto: "
                         f"{methods.get('auto').steps})")
@@ -56,7 +60,7 @@ def add_parser(sub):
     p.add_argument("--checkpoint", type=Path,
                    help="resume directory for long runs: finished slabs are kept there and a rerun of the same command "
                         "continues from them (removed once OUT is written)")
-    p.add_argument("--overlap", type=int, default=None,
+    p.add_argument("--overlap", type=int_at_least(0), default=None,
                    help=f"streaming path: slices shared by neighbouring slabs (default: 0 for fbp/sirt, "
                         f"{methods.DEFAULT_OVERLAP} otherwise)")
     p.add_argument("--stream", action="store_true",
@@ -91,12 +95,7 @@ def load_problem(args):
     from ..io.problem import load_problem as load  # start-up time
 
     kind = file_kind(args.file)
-    if kind != "tiff":
-        refuse_inapplicable(args, TIFF_OPTIONS, f"to {args.file}: they are for TIFF stacks; an HDF5 scan holds "
-                                                "its own flats, darks and angles")
-    if kind == "project":
-        refuse_inapplicable(args, RAW_SCAN_OPTIONS, f"to {args.file}: a project file holds its own geometry "
-                                                    "(these options are for raw scans)")
+    refuse_for_kind(args, kind)
     rows = (lambda n: parse_rows(args.rows, n)) if args.rows else None
     return load(args.file, kind=kind, thin=args.thin or 1, rows=rows, pixel_size=args.pixel_size,
                 voxel_size=args.voxel_size, center_offset=args.center_offset, flats=args.flats, darks=args.darks,
@@ -138,17 +137,25 @@ def run(args) -> int:
     if args.overlap is not None:
         raise ValueError("--overlap applies to the streaming path (--stream or torchrun); in memory slabs share "
                          f"{methods.DEFAULT_OVERLAP} slices")
+    from ..io.lock import output_lock  # start-up time
+
+    check_args(args)
+    with output_lock(args.out, args.checkpoint), removed_unless_used(args.checkpoint):  # one writer per output
+        return _in_memory(args)
+
+
+def _in_memory(args) -> int:
+    """The in-memory path, once the options and outputs are checked and locked."""
     from ..ct import Projector  # start-up time
     from ..io import write_project  # start-up time
     from ..recon import reconstruct  # start-up time
     from ..recon.report import project_data  # start-up time
     from ..recon.slab_store import remove_checkpoint  # start-up time
 
-    check_args(args)
     dev = device(args.device, args.threads)
     problem = load_problem(args)
     m = methods.get(args.method)
-    prior = load_prior(args.prior, dev) if m.diffusion else None  # before the long part: fails fast
+    prior = load_prior(args.prior_file or args.prior or m.prior, dev) if m.diffusion else None  # fails fast
     y = problem.y.to(dev)
     scale = None if args.scale == "none" else args.scale
     known = scale == "auto" and problem.mu_max is not None

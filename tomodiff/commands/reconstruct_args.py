@@ -11,13 +11,25 @@ RAW_SCAN_OPTIONS = ("center_offset", "rows", "pixel_size", "voxel_size")
 TIFF_OPTIONS = ("flats", "darks", "angles")
 
 
+def refuse_for_kind(args, kind: str) -> None:
+    """Refuse the options that do not apply to FILE's kind (``file_kind``: project, scan, tiff),
+    the same on every path."""
+    if kind != "tiff":
+        refuse_inapplicable(args, TIFF_OPTIONS, f"to {args.file}: they are for TIFF stacks; an HDF5 scan holds "
+                                                "its own flats, darks and angles")
+    if kind == "project":
+        refuse_inapplicable(args, RAW_SCAN_OPTIONS, f"to {args.file}: a project file holds its own geometry "
+                                                    "(these options are for raw scans)")
+
+
 def check_args(args, *, streaming: bool = False) -> None:
     """Every check that needs no data: method-specific options, output path. Runs first.
     ``streaming``: the slab-by-slab path, where every method runs in slabs (``--slab``, ``--checkpoint``)."""
     m = methods.get(args.method)
     if not m.diffusion:
         slabbed = () if streaming else ("slab", "checkpoint")
-        refuse_inapplicable(args, ("prior", "steps", "samples", *slabbed, "keep_samples", "seed", "guard"),
+        refuse_inapplicable(args, ("prior", "prior_file", "steps", "samples", *slabbed, "keep_samples", "seed",
+                                   "guard"),
                             f"to --method {m.name} (diffusion methods only)")
         if m.name != "tv":
             refuse_inapplicable(args, ("sigma_y",), f"to --method {m.name} (diffusion methods and tv only)")

@@ -26,15 +26,22 @@ def add_parser(sub):
 
 
 def run(args) -> int:
-    from ..ct.simulate import simulate_scan  # start-up time
-    from ..io import ProjectData, write_project  # start-up time
+    from ..io.lock import output_lock  # start-up time
     from ..io.volumes import load_volume  # start-up time
     from ._common import device  # start-up time
 
     volume_file = args.volume.split(":")[0] if args.volume else None
     check_output_file(args.out, [volume_file, args.volume])
     device(args.device, args.threads)
-    volume, desc = load_volume(args.phantom or args.volume)
+    with output_lock(args.out):  # one writer per output
+        return _simulate(args, load_volume(args.phantom or args.volume))
+
+
+def _simulate(args, loaded) -> int:
+    from ..ct.simulate import simulate_scan  # start-up time
+    from ..io import ProjectData, write_project  # start-up time
+
+    volume, desc = loaded
     y, geometry, sigma_y = simulate_scan(volume, views=args.views, kind=args.geometry, noise=args.noise,
                                          seed=args.seed, voxel_size=args.voxel_size)
     provenance = {"command": "simulate", "volume": desc.get("source"), "views": args.views,

@@ -1,6 +1,13 @@
-"""``tomodiff train-prior``: train (or resume) a diffusion prior; ``--export`` writes its weights file."""
+"""``tomodiff train-prior``: train (or resume) a diffusion prior; ``--export`` writes its weights file.
+
+Before any work: options, data files (their headers), a size that fits in memory, the run
+directory; a second run on the same directory is refused while the first runs (a lock), and a run
+that fails before its first checkpoint leaves no run directory behind.
+"""
 
 from __future__ import annotations
+
+import contextlib
 
 
 def add_parser(sub):
@@ -105,6 +112,9 @@ def _validate(args) -> None:
         for f in getattr(args, option, None) or []:
             if not Path(f).exists():
                 raise FileNotFoundError(f"--{option.replace('_', '-')} {f}: no such file or directory")
+            _check_volume_files(Path(f))
+    if not args.export:
+        _check_memory(args, channels)
     out_dir = Path(args.out_dir)
     if args.export:
         ckpt = out_dir / "checkpoint.pt"
@@ -115,16 +125,91 @@ def _validate(args) -> None:
     check_output_dir(out_dir, [*(args.data or []), *(getattr(args, "val_data", None) or [])], option="OUT_DIR")
 
 
+def _check_volume_files(path) -> None:
+    """Every volume file given (or in a folder given) has a readable header: a damaged one is named before any work."""
+    from ..io.volumes import check_volume_file  # start-up time
+    from ..training.ct_data import SUFFIXES  # start-up time
+
+    for f in sorted(path.iterdir()) if path.is_dir() else [path]:
+        if f.is_file() and f.name.lower().endswith(SUFFIXES):
+            check_volume_file(f)
+
+
+def _check_memory(args, channels) -> None:
+    """Refuse a size that cannot fit before anything is allocated: a step keeps at least the first
+    level's activations and their gradients, 8·batch·channels·size^dims bytes (a lower bound)."""
+    import os  # start-up time
+
+    need = 8 * args.batch * channels[0] * args.size ** args.dims
+    if args.dims == 3 and not args.data:  # patches are cut from phantoms of --source-size³
+        need = max(need, 16 * args.source_size ** 3)
+    try:
+        ram = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not POSIX: no check
+        return
+    if need > ram:
+        raise ValueError(f"--size {args.size} (--dims {args.dims}, --batch {args.batch}, first width {channels[0]}): "
+                         f"one training step needs at least {need / 2**30:,.3g} GiB, more than this machine's "
+                         f"{ram / 2**30:.3g} GiB of memory")
+
+
+def _export(checkpoint, out) -> None:
+    """``export`` through a temporary file: a failed write leaves no half-written prior file and
+    any earlier one unchanged."""
+    from ..io.atomic import WRITE_ERRNOS, OutputWriteError, atomic_path, errno_of, write_error  # start-up time
+    from ..training.train import export  # start-up time
+
+    try:
+        with atomic_path(out) as tmp:
+            export(checkpoint, tmp)
+    except OSError as err:
+        if isinstance(err, OutputWriteError) or errno_of(err) not in WRITE_ERRNOS:
+            raise
+        raise write_error(err, out) from err
+    except RuntimeError as err:  # torch.save to a full disk: "enforce fail ... unexpected pos"
+        if isinstance(err, OutputWriteError) or "inline_container" not in str(err):
+            raise
+        raise OutputWriteError(f"could not write {out} (torch: {str(err).strip().splitlines()[0]}: a full disk or a "
+                               f"file-size limit?); any earlier {out.name} is unchanged") from err
+
+
+@contextlib.contextmanager
+def _removed_if_failed(out_dir):
+    """A run directory that this run creates is removed again when the run fails before its first
+    checkpoint (bad data found while loading it): an empty run directory is not a run to resume."""
+    import shutil  # start-up time
+    from pathlib import Path  # start-up time
+
+    out_dir = Path(out_dir)
+    fresh = not out_dir.exists()
+    try:
+        yield
+    except BaseException:
+        if fresh and out_dir.is_dir() and not (out_dir / "checkpoint.pt").exists():
+            shutil.rmtree(out_dir, ignore_errors=True)  # made by this run alone (it holds the lock)
+        raise
+
+
 def run(args) -> int:
     from pathlib import Path  # start-up time
 
-    _validate(args)
-    from ..training.train import TrainConfig, export, train  # start-up time
+    from ..io.lock import output_lock  # start-up time
 
+    _validate(args)
     if args.export:
-        path = export(Path(args.out_dir) / "checkpoint.pt", args.export)
-        print(f"wrote {path}")
+        with output_lock(args.export):
+            _export(Path(args.out_dir) / "checkpoint.pt", Path(args.export))
+        print(f"wrote {args.export}")
         return 0
+    with output_lock(args.out_dir), _removed_if_failed(args.out_dir):  # one training run per directory
+        return _train(args)
+
+
+def _train(args) -> int:
+    from pathlib import Path  # start-up time
+
+    from ..training.train import TrainConfig, train  # start-up time
+
     kw = {}
     if args.families:
         kw["families"] = tuple(f.strip() for f in args.families.split(","))

@@ -17,7 +17,7 @@ import torch
 
 from ..ct import Geometry, parallel_beam, thin_sinogram
 from .kind import probe
-from .project_file import read_project, recorded_mu_max, require
+from .project_file import ProjectFileError, geometry_from, read_project, recorded_mu_max, require
 from .scans import normalize, read_scan
 from .tiff_stack import TIFF_SUFFIXES, read_tiff_stack, scan_folder
 
@@ -44,7 +44,9 @@ def file_kind(path) -> str:
     """``"tiff"`` for a folder, a glob or a ``.tif`` file, else what :func:`tomodiff.io.kind.probe`
     says (``"project"`` or ``"scan"``)."""
     text = str(path)
-    if Path(path).is_dir() or any(c in text for c in "*?[") or Path(path).suffix.lower() in TIFF_SUFFIXES:
+    if Path(path).is_dir() or Path(path).suffix.lower() in TIFF_SUFFIXES:
+        return "tiff"
+    if not Path(path).exists() and any(c in text for c in "*?["):  # an existing name is taken as it is
         return "tiff"
     return probe(path)
 
@@ -57,7 +59,14 @@ def _check_thin(thin: int, n_angles: int) -> None:
 def _project(path, thin: int) -> Problem:
     data = read_project(path)
     sino = require(data, "sinogram", path)
-    geometry = Geometry.from_dict(require(data, "geometry", path))
+    geometry = geometry_from(require(data, "geometry", path), path)
+    if sino.dtype.kind not in "uif":
+        raise ProjectFileError(f"{path}: '/sinogram' has dtype {sino.dtype}; expected real numbers")
+    if tuple(sino.shape) != tuple(geometry.sino_shape):
+        raise ProjectFileError(f"{path}: '/sinogram' has shape {tuple(sino.shape)}, its geometry "
+                               f"{tuple(geometry.sino_shape)} (angles, [rows,] columns)")
+    if not np.isfinite(sino).all():
+        raise ProjectFileError(f"{path}: '/sinogram' contains {int((~np.isfinite(sino)).sum())} NaN/Inf values")
     y = torch.from_numpy(np.asarray(sino, np.float32))[None, None]
     if thin > 1:
         _check_thin(thin, geometry.n_angles)

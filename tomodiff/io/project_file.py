@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from .._version import __version__
-from .atomic import atomic_h5
+from .atomic import atomic_h5, check_written
 
 FORMAT = "tomodiff"
 FORMAT_VERSION = 1
@@ -55,6 +55,25 @@ class ProjectData:
         from ..ct import Geometry  # start-up time: tomodiff.ct loads torch (~1.6 s); io needs numpy only
 
         return Geometry.from_dict(self.geometry)
+
+
+def _json(text, path, what: str):
+    try:
+        return json.loads(text)
+    except (TypeError, ValueError) as err:  # JSONDecodeError is a ValueError
+        raise ProjectFileError(f"{path}: {what} is not valid JSON ({err})") from None
+
+
+def geometry_from(d, path):
+    """``Geometry.from_dict(d)``, with an error naming ``path`` when the stored geometry is not one."""
+    from ..ct import Geometry  # start-up time: tomodiff.ct loads torch (~1.6 s); io needs numpy only
+
+    if not isinstance(d, dict):
+        raise ProjectFileError(f"{path}: the stored geometry is not a JSON object")
+    try:
+        return Geometry.from_dict(d)
+    except (TypeError, KeyError, ValueError) as err:
+        raise ProjectFileError(f"{path}: the stored geometry is not valid ({err})") from None
 
 
 def _geometry_dict(geometry) -> dict | None:
@@ -135,12 +154,15 @@ def write_project(path, data: ProjectData) -> Path:
                 write_geometry_attrs(d, geometry)
         elif geometry is not None:
             f.attrs["geometry_json"] = json.dumps(_jsonable(geometry))
+        check_written(f)  # a full disk stops the write here: the rest would wait in memory
         if ref is not None:
             _write_array(f, "reference", ref)
+            check_written(f)
         if recon:
             g = f.create_group("reconstruction")
             for key, arr in recon.items():
                 _write_array(g, key, arr)
+                check_written(f)
         p = f.create_group("provenance")
         p.attrs["json"] = json.dumps(provenance)
         for k, v in provenance.items():
@@ -163,15 +185,15 @@ def read_project(path) -> ProjectData:
         if "sinogram" in f:
             out.sinogram = f["sinogram"][()]
             gj = f["sinogram"].attrs.get("geometry_json")
-            out.geometry = json.loads(gj) if gj is not None else None
+            out.geometry = _json(gj, path, "the geometry of '/sinogram'") if gj is not None else None
         elif "geometry_json" in f.attrs:
-            out.geometry = json.loads(f.attrs["geometry_json"])
+            out.geometry = _json(f.attrs["geometry_json"], path, "the geometry attribute")
         if "reference" in f:
             out.reference = f["reference"][()]
         if "reconstruction" in f:
             out.reconstruction = {k: f["reconstruction"][k][()] for k in RECON_KEYS if k in f["reconstruction"]}
         if "provenance" in f:
-            out.provenance = json.loads(f["provenance"].attrs.get("json", "{}"))
+            out.provenance = _json(f["provenance"].attrs.get("json", "{}"), path, "'/provenance'")
     return out
 
 

@@ -7,10 +7,15 @@ projections ``(A, V, U)`` (angle, detector row, detector column), angles in radi
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+
+#: at most this share of a detector's pixels may have flat − dark <= 0 and be treated as dead
+#: (``clamp_gain``); more means flats and darks that cannot be right (swapped, empty, of another scan)
+MAX_DEAD_FRACTION = 0.05
 
 
 class ScanFormatError(ValueError):
@@ -68,11 +73,31 @@ def _dataset(f, key: str, path: Path, *, ndim=None):
     return arr
 
 
+def check_angle_units(values, units: str, where: str) -> None:
+    """Warn when angles look like the other unit (``units``: ``"deg"`` or ``"rad"``, what they are
+    read as): degrees that all lie within ±2π and span at least π/2 (a scan over 1.6–6.3°: radians
+    over half a turn or more), or radians spanning about 180 or 360 (29 or 57 turns). Both are
+    possible scans, but a wrong unit is far more likely."""
+    v = np.asarray(values, np.float64)
+    if v.size < 2 or not np.isfinite(v).all():
+        return
+    lo, hi = float(v.min()), float(v.max())
+    span = hi - lo
+    if units == "deg" and max(abs(lo), abs(hi)) <= 2 * np.pi * 1.01 and span >= 0.5 * np.pi:
+        warnings.warn(f"{where}: the angles run from {lo:g} to {hi:g}, read as degrees (a {span:.3g}° scan); they "
+                      f"look like radians: give degrees (e.g. 0:180:181)", stacklevel=2)
+    elif units == "rad" and any(abs(span - full) <= 0.1 * full for full in (180.0, 360.0)):
+        warnings.warn(f"{where}: the angles run from {lo:g} to {hi:g}, read as radians ({span / (2 * np.pi):.0f} "
+                      f"turns); they look like degrees: their units attribute should say degrees", stacklevel=2)
+
+
 def _angles_rad(values, units: str | None, path: Path, key: str) -> np.ndarray:
     units = (units or "degrees").lower()
     if units in ("deg", "degree", "degrees"):
+        check_angle_units(values, "deg", f"{path}: '{key}' (units {units})")
         return np.deg2rad(values.astype(np.float64))
     if units in ("rad", "radian", "radians"):
+        check_angle_units(values, "rad", f"{path}: '{key}' (units {units})")
         return values.astype(np.float64)
     raise ScanFormatError(f"{path}: '{key}' has units {units!r}, expected degrees or radians")
 
@@ -153,27 +178,46 @@ def read_scan(path) -> RawScan:
     return read_dxchange(path) if is_dxchange else read_nxtomo(path)
 
 
+def check_gain(flat, dark, source: str, clamp_gain: float | None = None,
+               max_dead: float = MAX_DEAD_FRACTION) -> None:
+    """Refuse flat and dark frames (means, ``(V, U)``) that cannot be right: all-zero flats, or
+    flat − dark non-positive at any pixel (without ``clamp_gain``) or at more than ``max_dead`` of
+    the pixels (with it: darks brighter than flats, flats and darks swapped)."""
+    if not np.any(flat):
+        raise ScanFormatError(f"{source}: the flat (open-beam) frames are all zero")
+    bad = flat - dark <= 0
+    n = int(bad.sum())
+    if n == 0 or (clamp_gain is not None and n <= max_dead * bad.size):
+        return
+    r, c = np.argwhere(bad)[0]
+    if clamp_gain is None:
+        raise ScanFormatError(
+            f"{source}: flat − dark is non-positive at {n} pixel(s) "
+            f"(first at row {r}, col {c}); pass clamp_gain=1e-3 to treat them as dead pixels")
+    raise ScanFormatError(
+        f"{source}: flat − dark is non-positive at {n} of {bad.size} pixels (first at row {r}, col {c}): the flats "
+        f"are not brighter than the darks (swapped? flats of another scan?); at most {max_dead:.0%} of the pixels "
+        f"can be dead")
+
+
 def normalize(scan: RawScan, *, air_region=None, min_transmission: float = 1e-4,
-              clamp_gain: float | None = None) -> np.ndarray:
+              clamp_gain: float | None = None, max_dead: float | None = MAX_DEAD_FRACTION) -> np.ndarray:
     """Line integrals ``−log((I − D̄) / (F̄ − D̄))`` of shape ``(A, V, U)``, float32.
 
     D̄, F̄ are the mean dark and flat frames (zero dark / no normalisation if absent).
     ``air_region=(rows, cols)`` (slices) rescales each projection so that its median transmission
     there is 1 — for flats brighter than open air. Transmission is clipped below at
     ``min_transmission`` before the log. Non-positive ``F − D`` (a dead pixel, or flats and darks
-    swapped) raises unless ``clamp_gain`` is given, which raises the gain to at least that value.
+    swapped) raises unless ``clamp_gain`` is given, which raises the gain to at least that value at
+    up to ``max_dead`` of the pixels (dead pixels; more raises: :func:`check_gain`). ``max_dead=None``:
+    the frames were checked already (for the whole detector, when a streamed file was opened).
     """
     dark = scan.darks.mean(axis=0) if scan.darks.shape[0] else np.zeros(scan.projections.shape[1:], np.float32)
     if scan.flats.shape[0]:
-        gain = scan.flats.mean(axis=0) - dark
-        if clamp_gain is not None:
-            gain = np.maximum(gain, clamp_gain)
-        bad = gain <= 0
-        if bad.any():
-            r, c = np.argwhere(bad)[0]
-            raise ScanFormatError(
-                f"{scan.source}: flat − dark is non-positive at {int(bad.sum())} pixel(s) "
-                f"(first at row {r}, col {c}); pass clamp_gain=1e-3 to treat them as dead pixels")
+        flat = scan.flats.mean(axis=0)
+        if max_dead is not None or clamp_gain is None:
+            check_gain(flat, dark, scan.source, clamp_gain, max_dead if max_dead is not None else MAX_DEAD_FRACTION)
+        gain = flat - dark if clamp_gain is None else np.maximum(flat - dark, clamp_gain)
     else:
         gain = np.ones_like(dark)
     t = (scan.projections - dark) / gain

@@ -8,15 +8,14 @@ path (:func:`tomodiff.recon.reconstruct_file`) reads its slabs through it.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import h5py
 import numpy as np
 
-from ..ct import Geometry, parallel_beam
-from .project_file import FORMAT, ProjectFileError, recorded_mu_max
-from .scans import RawScan, ScanFormatError, _angles_rad, _attr_str, normalize
+from ..ct import parallel_beam
+from .project_file import FORMAT, ProjectFileError, _json, geometry_from, recorded_mu_max
+from .scans import RawScan, ScanFormatError, _angles_rad, _attr_str, check_gain, normalize
 
 
 class SinogramSource:
@@ -50,6 +49,8 @@ class SinogramSource:
                 raise ValueError(f"rows {a}:{b} out of range for a detector of {n_rows} rows")
             self._row0, n_rows = a, b - a
         self.shape = (self.shape[0], n_rows, self.shape[2])
+        if self.kind != "project":
+            self._check_frames()
         if self.kind == "project":
             g = self.geometry.thin(step=self.thin) if self.thin > 1 else self.geometry
             if rows is not None:
@@ -74,17 +75,19 @@ class SinogramSource:
         d = f["sinogram"]
         if d.ndim != 3:
             raise ProjectFileError(f"{self.path}: '/sinogram' has shape {d.shape}; streaming needs (A, V, U)")
+        if d.dtype.kind not in "uif":
+            raise ProjectFileError(f"{self.path}: '/sinogram' has dtype {d.dtype}; expected real numbers")
         gj = d.attrs.get("geometry_json")
         if gj is None:
             raise ProjectFileError(f"{self.path}: '/sinogram' has no geometry_json attribute")
         self.kind, self._sino = "project", d
-        self.geometry = Geometry.from_dict(json.loads(gj))
+        self.geometry = geometry_from(_json(gj, self.path, "the geometry of '/sinogram'"), self.path)
         self._angle_index = np.arange(0, d.shape[0], self.thin)
         self.shape = (len(self._angle_index), d.shape[1], d.shape[2])
         if "reference" in f and f["reference"].ndim == 3:
             self._ref = f["reference"]
         if "provenance" in f:
-            provenance = json.loads(f["provenance"].attrs.get("json", "{}"))
+            provenance = _json(f["provenance"].attrs.get("json", "{}"), self.path, "'/provenance'")
             self.sigma_y, self.mu_max = provenance.get("sigma_y"), recorded_mu_max(provenance)
 
     def _frames(self, key):
@@ -105,6 +108,10 @@ class SinogramSource:
         n = self._data.shape[0]
         self._flat = (self._frames("exchange/data_white"), slice(None)) if "exchange/data_white" in f else None
         self._dark = (self._frames("exchange/data_dark"), slice(None)) if "exchange/data_dark" in f else None
+        for name, frames in (("data_white", self._flat), ("data_dark", self._dark)):
+            if frames is not None and (frames[0].ndim != 3 or frames[0].shape[1:] != self._data.shape[1:]):
+                raise ScanFormatError(f"{self.path}: 'exchange/{name}' has shape {frames[0].shape}: frames of "
+                                      f"{tuple(frames[0].shape[1:])} pixels, the projections {self._data.shape[1:]}")
         theta = self._frames("exchange/theta")[()]
         if theta.shape[0] != n:
             raise ScanFormatError(f"{self.path}: {n} projections but {theta.shape[0]} angles; they must match")
@@ -134,6 +141,19 @@ class SinogramSource:
         self._dark = (self._data, darks) if darks.size else None
         self._angles = _angles_rad(rot[self._proj_index], _attr_str(f[rot_key], "units"), self.path, rot_key)
         self.shape = (len(self._proj_index), *self._data.shape[1:])
+
+    def _check_frames(self, block: int = 64) -> None:
+        """Flats and darks of a raw scan that cannot be right are refused before any work, not in
+        the middle of a run (:func:`~tomodiff.io.scans.check_gain`), read ``block`` rows at a time."""
+        if self._flat is None:
+            return
+        flat, dark = np.zeros(self.shape[1:], np.float64), np.zeros(self.shape[1:], np.float64)
+        for a in range(0, self.shape[1], block):
+            rows = slice(self._row0 + a, self._row0 + min(a + block, self.shape[1]))
+            flat[rows.start - self._row0:rows.stop - self._row0] = self._take(*self._flat, rows).mean(axis=0)
+            if self._dark is not None:
+                dark[rows.start - self._row0:rows.stop - self._row0] = self._take(*self._dark, rows).mean(axis=0)
+        check_gain(flat, dark, f"{self.path} ({self.kind})", clamp_gain=1e-3)
 
     # ---------------------------------------------------------------- reading
     def _check_rows(self, start, stop):
@@ -165,7 +185,7 @@ class SinogramSource:
             if not np.isfinite(a).all():
                 raise ScanFormatError(f"{self.path}: {name} of rows {start}:{stop} contain NaN/Inf values")
         scan = RawScan(proj, flats, darks, self._angles, source=f"{self.path} ({self.kind}, rows {start}:{stop})")
-        return normalize(scan, clamp_gain=1e-3)
+        return normalize(scan, clamp_gain=1e-3, max_dead=None)  # the whole detector was checked when opened
 
     @property
     def has_reference(self) -> bool:

@@ -29,13 +29,15 @@ from pathlib import Path
 
 import numpy as np
 
-from .scans import RawScan, ScanFormatError
+from .scans import RawScan, ScanFormatError, check_angle_units
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PROJECTION_DIRS = ("proj", "projections", "tomo", "data")
 FLAT_DIRS = ("flat", "flats", "white", "whites", "flatfield")
 DARK_DIRS = ("dark", "darks", "darkfield")
 ANGLE_FILES = ("angles.txt", "theta.txt", "angles.csv")
+#: more projections than any scan has: a larger COUNT is a typo, refused before numpy allocates it
+MAX_ANGLES = 1_000_000
 
 
 def _natural_key(path: Path):
@@ -53,7 +55,7 @@ def tiff_files(spec) -> list[Path]:
     folder or glob holds no TIFF file.
     """
     text = str(spec)
-    if _is_glob(text):
+    if _is_glob(text) and not Path(text).exists():  # a folder named scan[1] is a folder, not a pattern
         files = [Path(p) for p in glob.glob(text) if Path(p).is_file()]
         if not files:
             raise ScanFormatError(f"{text}: the pattern matches no files")
@@ -126,14 +128,22 @@ def parse_angles(spec, *, where: str = "--angles") -> np.ndarray:
         except ValueError as err:
             raise ValueError(f"{where} {text!r}: expected START:STOP:COUNT in degrees (e.g. 0:180:181) "
                              f"or a text file of angles") from err
-        if count < 1:
-            raise ValueError(f"{where} {text!r}: COUNT must be at least 1")
-        return np.deg2rad(np.linspace(start, stop, count))
+        if not 1 <= count <= MAX_ANGLES:
+            raise ValueError(f"{where} {text!r}: COUNT must be from 1 to {MAX_ANGLES:,}")
+        if not (np.isfinite(start) and np.isfinite(stop)):
+            raise ValueError(f"{where} {text!r}: START and STOP must be finite numbers of degrees")
+        angles = np.linspace(start, stop, count)
+        check_angle_units(angles, "deg", f"{where} {text}")
+        return np.deg2rad(angles)
     path = Path(text)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such angles file (or give {where} START:STOP:COUNT in degrees)")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError as err:
+        raise ScanFormatError(f"{path}: not a UTF-8 text file of angles ({err.reason} at byte {err.start})") from None
     values = []
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    for n, line in enumerate(lines, 1):
         line = line.split("#", 1)[0].replace(",", " ").split()
         try:
             values += [float(v) for v in line]
@@ -144,6 +154,7 @@ def parse_angles(spec, *, where: str = "--angles") -> np.ndarray:
     angles = np.asarray(values, np.float64)
     if not np.isfinite(angles).all():
         raise ScanFormatError(f"{path}: angles contain NaN or Inf")
+    check_angle_units(angles, "deg", str(path))
     return np.deg2rad(angles)
 
 
@@ -155,14 +166,14 @@ def read_tiff_stack(projections, *, angles, flats=None, darks=None) -> RawScan:
     Returns a :class:`RawScan` with float32 counts ``(A, V, U)``, flats and darks ``(N, V, U)``,
     angles in radians.
     """
-    proj, proj_files = read_tiff_images(projections)
-    if isinstance(angles, (str, Path)):
+    if isinstance(angles, (str, Path)):  # before the images are read: a bad COUNT fails at once
         where = f"{angles}" if Path(str(angles)).is_file() else f"--angles {angles}"
         theta = parse_angles(angles)
     else:
         where, theta = "the angles given", np.asarray(angles, np.float64)
         if theta.ndim != 1:
             raise ValueError(f"angles must be 1D (A,), got shape {theta.shape}")
+    proj, proj_files = read_tiff_images(projections)
     if theta.shape[0] != proj.shape[0]:
         src = proj_files[0].parent if len(proj_files) > 1 else proj_files[0]
         raise ScanFormatError(f"{src}: {proj.shape[0]} projection images but {theta.shape[0]} angles "

@@ -9,26 +9,24 @@ file as it was. Memory: one block of samples plus one slab's worth of sinogram r
 from __future__ import annotations
 
 import json
-import os
 import resource
 import shutil
 from pathlib import Path
 
 from .._version import __version__
-from .atomic import atomic_h5
+from .atomic import OutputWriteError, atomic_h5, check_written, write_error
 from .project_file import FORMAT, FORMAT_VERSION, _jsonable, write_geometry_attrs
 
 #: HDF5 chunk of streamed volumes, at most (Z, Y, X) = (8, 256, 256): a slab writes whole chunks
 VOLUME_CHUNK = (8, 256, 256)
 
-
-class OutputWriteError(RuntimeError):
-    """The output file could not be written (full disk, no permission); earlier results are intact."""
+__all__ = ["VOLUME_CHUNK", "OutputWriteError", "write_volume"]  # OutputWriteError: from .atomic
 
 
 def _check_space(out: Path, kept: str, need: int) -> None:
-    """Refuse to start a merge that cannot fit: libhdf5 (2.0 here) may crash the process after a
-    failed write, so a full disk or a file-size limit is checked before, against the uncompressed size."""
+    """Refuse to start a merge that cannot fit (against the uncompressed size, a full disk or a
+    file-size limit), so that it fails before the merge rather than during it (where ``atomic_h5``
+    catches a disk that fills up meanwhile)."""
     parent = out.parent if str(out.parent) else Path(".")
     parent.mkdir(parents=True, exist_ok=True)
     free = shutil.disk_usage(parent).free
@@ -39,10 +37,6 @@ def _check_space(out: Path, kept: str, need: int) -> None:
         raise OutputWriteError(f"could not write {out} (not enough space: it needs up to {need / 2**20:.1f} MiB, "
                                f"{room / 2**20:.1f} MiB {what}); any earlier {out.name} is unchanged and "
                                f"{kept}, so rerunning only redoes the merge")
-
-
-def _reason(err: OSError) -> str:
-    return os.strerror(err.errno) if getattr(err, "errno", None) else (str(err).splitlines() or ["I/O error"])[0]
 
 
 def _chunks(shape):
@@ -104,6 +98,7 @@ def write_volume(out, *, source, chunks, n_samples: int, keep_samples: bool, pro
                     std_d[z0:z1] = (joined.std(0, correction=1) * scale).numpy()
                 if samples_d is not None:
                     samples_d[:, z0:z1] = (joined * scale).numpy()
+                check_written(f)  # a full disk stops the merge here, not after the whole volume
                 if on_chunk is not None:
                     on_chunk(z0, z1, mean, nfe)
             p = f.create_group("provenance")
@@ -112,7 +107,6 @@ def write_volume(out, *, source, chunks, n_samples: int, keep_samples: bool, pro
             for key, v in provenance.items():
                 if isinstance(v, (str, int, float, bool)):
                     p.attrs[key] = v
-    except OSError as err:
-        raise OutputWriteError(f"could not write {out} ({_reason(err)}); any earlier {out.name} is unchanged and "
-                               f"{kept}, so rerunning only redoes the merge") from err
+    except OutputWriteError as err:
+        raise write_error(err, out, f"{kept}, so rerunning only redoes the merge") from err
     return out

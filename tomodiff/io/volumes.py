@@ -38,6 +38,44 @@ def benchmark_names() -> list[str]:
     return [Path(e["file"]).stem for e in benchmark_manifest()["entries"]]
 
 
+def _npy_header(fh, where: str) -> None:
+    try:
+        version = np.lib.format.read_magic(fh)
+        if version not in ((1, 0), (2, 0), (3, 0)):
+            raise ValueError(f"unknown format version {version}")
+        (np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0)(fh)
+    except (ValueError, EOFError, OSError) as err:
+        raise ValueError(f"{where}: not a readable .npy array ({err})") from None
+
+
+def check_volume_file(path) -> None:
+    """A quick look at a volume file before any work: the header of a ``.npy`` file or of every
+    array in a ``.npz``, the HDF5 signature of ``.h5``; a ValueError names the file when it is
+    damaged or not what its name says (NIfTI files are left to their reader)."""
+    import zipfile  # start-up time
+
+    path = Path(path)
+    name = path.name.lower()
+    if name.endswith(".npy"):
+        try:
+            np.load(path, mmap_mode="r")  # the header, and a size that matches it; no data read
+        except (ValueError, EOFError, OSError) as err:
+            raise ValueError(f"{path}: not a readable .npy array ({err})") from None
+    elif name.endswith(".npz"):
+        try:
+            with zipfile.ZipFile(path) as z:
+                for member in z.namelist():
+                    if member.endswith(".npy"):
+                        with z.open(member) as fh:
+                            _npy_header(fh, f"{path} [{member[:-4]}]")
+        except (zipfile.BadZipFile, EOFError, OSError) as err:
+            raise ValueError(f"{path}: not a readable .npz archive ({err})") from None
+    elif name.endswith((".h5", ".hdf5", ".nxs")):
+        from .kind import check_hdf5  # start-up time: h5py
+
+        check_hdf5(path)
+
+
 def _finite_3d(arr, where: str) -> torch.Tensor:
     arr = np.asarray(arr)
     if arr.ndim != 3:
@@ -81,7 +119,11 @@ def load_volume(spec: str) -> tuple[torch.Tensor, dict]:
     if path.suffix == ".npy":
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")
-        return _finite_3d(np.load(path), str(path)), {"source": str(path)}
+        try:
+            arr = np.load(path)
+        except (ValueError, EOFError, OSError) as err:  # a damaged header, truncated data, a pickle
+            raise ValueError(f"{path}: not a readable .npy array ({err})") from None
+        return _finite_3d(arr, str(path)), {"source": str(path)}
     if path.suffix in (".h5", ".hdf5", ".nxs"):
         if not path.is_file():
             raise FileNotFoundError(f"{path}: no such file")

@@ -16,14 +16,14 @@ path, where the ranks hand slabs over through the files and rank 0 merges them.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 from pathlib import Path
 
 import torch
 
-from ..io.atomic import atomic_path
+from ..io.atomic import atomic_path, write_bytes, write_error
 from ..io.project_file import _jsonable
-from ..io.volume_writer import OutputWriteError, _reason
 from . import distributed
 
 
@@ -86,12 +86,13 @@ class DirectoryStore:
         return saved
 
     def put(self, k: int, samples: torch.Tensor, nfe: int) -> None:
+        # serialised in memory first (one slab): torch.save to a full disk says "enforce fail ... unexpected pos"
+        buf = io.BytesIO()
+        torch.save({"key": self.key, "samples": samples.detach().cpu().contiguous(), "nfe": int(nfe)}, buf)
         try:
-            with atomic_path(self._file(k)) as tmp:
-                torch.save({"key": self.key, "samples": samples.detach().cpu().contiguous(), "nfe": int(nfe)}, tmp)
+            write_bytes(self._file(k), buf.getbuffer())
         except OSError as err:
-            raise OutputWriteError(f"could not write checkpoint slab {self._file(k)} ({_reason(err)}); the slabs "
-                                   f"finished before it are kept in {self.dir}") from err
+            raise write_error(err, self._file(k), f"the slabs finished before it (if any) stay in {self.dir}") from err
 
     def share(self, ctx, plan, phase, owner, what: str, hint: str, group=None) -> None:
         """After a pass (``what``, for errors): the files are the hand-over, so the ranks only wait
