@@ -1,4 +1,4 @@
-"""Execute the notebooks (01–04, small sizes) with nbclient; each must run without error.
+"""Execute the notebooks (01–05, small sizes) with nbclient; each must run without error.
 
 They need the shipped 2D prior ``slice-64`` and the ``nbclient`` / ``ipykernel`` packages; skipped,
 saying which, when either is missing. ``TOMODIFF_TEST_PRIOR=/path/to/prior.pt`` runs them against
@@ -22,7 +22,7 @@ import pytest
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 FILES = ["01_image_tasks.ipynb", "02_sparse_view_ct_3d.ipynb", "03_custom_guidance.ipynb",
-         "04_real_data_diamond_i13.ipynb"]
+         "04_real_data_diamond_i13.ipynb", "05_volume_rendering.ipynb"]
 PRIOR = os.environ.get("TOMODIFF_TEST_PRIOR", "slice-64")
 # real data used by a notebook: file name -> path relative to the shared data folder
 NEEDS_DATA = {"04_real_data_diamond_i13.ipynb": "diamond_i13_24737/24737_raw.npz"}

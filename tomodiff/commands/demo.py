@@ -21,12 +21,17 @@ def add_parser(sub):
     p.add_argument("--phantom", default="ct_abdomen_64",
                    help="volume: a benchmark-set name (the real-CT crops ct_abdomen_64/128, ct_chest_64/128, the "
                         "phantoms such as shepp_logan_64_a) or FAMILY:SEED[:SIZE] (default: %(default)s)")
-    p.add_argument("--views", type=int_at_least(1), default=16, help="projection angles (default: %(default)s)")
+    p.add_argument("--task", choices=("ct", "render"), default="ct",
+                   help="ct: the sparse-view CT demo; render: emission-absorption volume rendering of the engine block "
+                        "(32^3, seen by 8 cameras, fitted with tv and dps; a procedural phantom without the corpus) "
+                        "(default: %(default)s)")
+    p.add_argument("--views", type=int_at_least(1), default=None,
+                   help="projection angles, or cameras with --task render (default: 16; render: 8)")
     p.add_argument("--noise", type=NON_NEGATIVE, default=0.01,
                    help="noise std relative to max line integral (default: %(default)s)")
-    p.add_argument("--methods", default="fbp,sirt,tv,auto",
+    p.add_argument("--methods", default=None,
                    help="comma-separated, from the method registry; auto = the diffusion method chosen by the "
-                        "sampler sweep (default: %(default)s)")
+                        "sampler sweep (default: fbp,sirt,tv,auto; --task render: tv,dps)")
     p.add_argument("--prior", default=None, help="prior for diffusion methods (default: ct-slice)")
     p.add_argument("--steps", type=int_at_least(1), default=None,
                    help=f"diffusion steps (default: {methods.DEFAULT_STEPS}; auto: the sweep's, "
@@ -35,12 +40,23 @@ def add_parser(sub):
                    help=f"posterior samples; the std needs >= 2 (default: {methods.DEFAULT_SAMPLES})")
     p.add_argument("--slices", type=int_at_least(0), default=32,
                    help="central axial slices of the phantom to use; 0 = all (default: %(default)s)")
-    p.add_argument("--out-dir", type=Path, default=Path("out/demo"), help="where files go (default: %(default)s)")
+    p.add_argument("--out-dir", type=Path, default=None, help="where files go (default: out/demo; render: out/render)")
     add_common(p)
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
+    if args.task == "render":  # emission-absorption volume rendering (tomodiff/demos/render_demo.py)
+        from ..demos.render_demo import command  # start-up time
+
+        summary, lines = command(views=args.views or 8, noise=args.noise, methods=parse_methods(args.methods or "tv,dps"),
+                                 prior_name=args.prior, steps=args.steps, samples=args.samples or 1, seed=args.seed,
+                                 out_dir=args.out_dir or Path("out/render"), device=device(args.device, args.threads),
+                                 progress=not args.json)
+        emit(args, summary, lines)
+        return 0
+    args.views, args.methods = args.views or 16, args.methods or "fbp,sirt,tv,auto"
+    args.out_dir = args.out_dir or Path("out/demo")
     from ..priors.registry import DEFAULT_PRIOR  # start-up time
     from ..demos.ct_demo import run_demo, save_figure  # start-up time
     from ..io.volumes import load_volume  # start-up time

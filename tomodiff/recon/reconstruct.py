@@ -24,7 +24,8 @@ import torch
 
 from .. import methods
 from ..operators.base import check_measurement
-from . import distributed
+from ..render import EmissionAbsorption
+from . import distributed, render_fit
 from .engine import Settings, SlabLayout, TensorSource, run_slabs
 from .memory import PeakMemory
 from .consistency import data_consistency, warn_if_inconsistent
@@ -118,6 +119,9 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int | Non
         ``χ²/m`` in ``provenance["data_consistency"]`` and warn when it is far above 1.
     """
     t0 = time.perf_counter()
+    if isinstance(A, EmissionAbsorption):  # a renderer: nonlinear, two channels; its own fits (render_fit.py)
+        return _render(A, y, method, prior, steps, n_samples, sigma_y, seed, scale, keep_samples, progress, callback,
+                       t0, options)
     m, steps, options = methods.resolve(method, steps, options)
     steps = methods.DEFAULT_STEPS if steps is None else steps
     check_measurement(A, y, "reconstruct")
@@ -172,6 +176,29 @@ def _solve_scaled(A, y, m, prior, steps, n_samples, sigma_y, layout, settings, s
     return (mean * s, None if std is None else std * s, samples * s), used, nfe, scale_record, guard_info, {}
 
 
+def _render(R, y, method, prior, steps, n_samples, sigma_y, seed, scale, keep_samples, progress, callback, t0,
+            options) -> Reconstruction:
+    """``reconstruct`` for an emission–absorption renderer: ``"tv"`` or ``"dps"`` of :mod:`.render_fit`
+    (``scale``: per-channel units of the prior, ``"auto"`` meaning 1; slabs and the guard do not apply)."""
+    render_fit.check_problem(R, y, "reconstruct")
+    with PeakMemory(y.device) as mem:
+        samples, nfe, used = render_fit.solve_render(R, y, method, prior=prior, steps=steps, n_samples=n_samples,
+                                                     seed=seed, scale=scale, progress=progress, callback=callback,
+                                                     **options)
+    mean = samples.mean(0)
+    std = samples.std(0, correction=1) if samples.shape[0] > 1 else None
+    provenance = {"method": method, "steps": nfe or None, "n_samples": samples.shape[0], "sigma_y": sigma_y,
+                  "seed": seed, "scale": repr(scale), "options": used_options(used),
+                  "prior": prior_info(prior) if method == "dps" else {},
+                  "geometry": R.to_dict(),
+                  "versions": versions(), "created": created()}
+    if sigma_y > 0:
+        provenance["data_consistency"] = {"chi2_per_m": float(((R(mean) - y) / sigma_y).pow(2).mean())}
+    return Reconstruction(mean=mean, std=std, samples=samples if keep_samples else None,
+                          residual=float(data_residual(R, mean, y).max()), nfe=nfe,
+                          seconds=time.perf_counter() - t0, peak_memory_mb=mem.peak_mb, provenance=provenance)
+
+
 def _result(A, y, m, prior, mean, std, samples, nfe, used, params, scale_record, guard_info, sigma_y, seconds,
             peak_mb) -> Reconstruction:
     residual = float(data_residual(A, mean, y).max())
@@ -194,7 +221,7 @@ def _diffusion(A, y, method, prior, steps, n_samples, sigma_y, layout: SlabLayou
                options):
     """Posterior samples ``(n, B, C, *A.domain_shape)`` of the whole volume, slab by slab through the
     slab runner; returns ``(samples, nfe, options as used)``."""
-    denoiser = _denoiser_of(prior)
+    _denoiser_of(prior)  # a clear error without one
     geometry = getattr(A, "geometry", None)
     n_slices = A.domain_shape[0] if len(A.domain_shape) == 3 else 1
     split = _splits(A, layout)
@@ -209,7 +236,7 @@ def _diffusion(A, y, method, prior, steps, n_samples, sigma_y, layout: SlabLayou
 
     def solve(A_k, y_k, k, left, right, cb):
         start, stop = plan[k]
-        res = solve_diffusion(denoiser, A_k, y_k, k, method=method, steps=steps, n_samples=n_samples,
+        res = solve_diffusion(prior, A_k, y_k, k, method=method, steps=steps, n_samples=n_samples,
                               sigma_y=sigma_y, seed=settings.seed, z_coupling=layout.z_coupling,
                               opts=slab_options(opts, start, stop, n_slices) if split else opts, left=left,
                               right=right, progress=settings.progress, callback=cb)
