@@ -49,7 +49,8 @@ class Method:
     texts; options: default options (read-only); steps: default diffusion steps (``None`` for
     classical methods); linear: the result is proportional to ``y`` (the scale step cannot change
     it); separable: exact slice by slice in parallel beam, so slabs need no overlap; solver:
-    ``"module:function"`` that solves one slab; alias_of: for ``auto``, the method it resolves to.
+    ``"module:function"`` that solves one slab; alias_of: for ``auto``, the method it resolves to;
+    prior: the shipped prior it runs with when none is named (``None``: the package default).
     """
 
     name: str
@@ -61,6 +62,7 @@ class Method:
     separable: bool = False
     solver: str = CLASSICAL_SOLVER
     alias_of: str | None = None
+    prior: str | None = None
 
     @property
     def diffusion(self) -> bool:
@@ -75,9 +77,9 @@ def _classical(name, summary, *, linear=False, separable=False, **options) -> Me
     return Method(name, "classical", summary, _frozen(**options), linear=linear, separable=separable)
 
 
-def _diffusion(name, summary, *, steps=DEFAULT_STEPS, alias_of=None, **options) -> Method:
+def _diffusion(name, summary, *, steps=DEFAULT_STEPS, alias_of=None, prior=None, **options) -> Method:
     return Method(name, "diffusion", summary, _frozen(**options), steps=steps, solver=DIFFUSION_SOLVER,
-                  alias_of=alias_of)
+                  alias_of=alias_of, prior=prior)
 
 
 # The sweep's winner (benchmarks/sampler_sweep.py, table in benchmarks/results/sampler_sweep.md): swept
@@ -86,6 +88,21 @@ def _diffusion(name, summary, *, steps=DEFAULT_STEPS, alias_of=None, **options) 
 # per step, η 0.85, TV along Z by ADMM ρ 10, λ 0.04), warm-started from TV at σ_start = 0.1, 20 steps.
 AUTO = {"method": "dds", "steps": 20,
         "options": {"prox": False, "cg_iters": 2, "tv_z": (10.0, 0.04), "x_init": "tv", "sigma_start": 0.1}}
+
+# Classifier-free guidance (recon/solvers.py:guided_denoiser): the guided denoiser
+# (1 + w)·D(x, c) − w·D(x) with c the slab's FBP, inside DDS with AUTO's data-consistency settings.
+# w and the start were chosen with ct-cond (step 10,750) on its training volumes lidc0314_chest,
+# mricrogl_head_ct, vhf_pelvis (64², central 8 slices, 8/16 views, 1% noise), by the mean PSNR over both
+# view counts: of w in {0, 0.5, 1} cold or warm-started from TV at σ 0.1 / 0.3, w 0 from TV at σ 0.1 was
+# best (guidance added nothing once warm-started, at twice the network cost); benchmarks/cfg_weight.py,
+# table in benchmarks/results/cfg_weight.md.
+CFG = {"steps": 20, "options": {"w": 0.0, "prox": False, "cg_iters": 2, "tv_z": (10.0, 0.04), "x_init": "tv",
+                                "sigma_start": 0.1}}
+
+# ΠGDM on CT takes the Gaussian Jacobian (no backpropagation; samplers/pigdm.py) and 2 final CG iterations:
+# backpropagating through ct-slice collapsed at 4 views on real CT training volumes (13.1 dB against SIRT's
+# 20.9) at 2.5–3.7× the time, and the final iterations bring χ²/m from 1.4–3.3 into [0.5, 2]
+# (benchmarks/pigdm_jacobian.py, table in benchmarks/results/pigdm_jacobian.md).
 
 # DPS step ζ and SDEdit start t0 for CT were chosen on training phantoms (shepp_logan:11 and texture:12,
 # central 8 slices, 4–32 views, 50 steps, slice-64): ζ 0.3 was best or within 0.4 dB of the best of
@@ -96,11 +113,14 @@ _ENTRIES = (
     _classical("cgls", "CGLS, 20 iterations", linear=True, n_iter=20),
     _classical("tv", f"TV-regularised least squares, 200 iterations (weight: chi2/m = {TV_CHI2_TARGET:g} with a known "
                      "noise level, else 0.006 x views; or --lam)", n_iter=200),
-    _diffusion("pigdm", "ΠGDM: pseudoinverse-guided diffusion (CG in measurement space)"),
+    _diffusion("pigdm", "ΠGDM: pseudoinverse-guided diffusion (CG in measurement space, Gaussian Jacobian)",
+               jacobian="gaussian", final_cg=2),
     _diffusion("dps", "DPS: diffusion posterior sampling (gradient of the data misfit)", zeta=0.3),
     _diffusion("dds", "DDS: decomposed diffusion sampling (CG data consistency on each estimate)"),
     _diffusion("diffpir", "DiffPIR: plug-and-play diffusion with a proximal data step"),
     _diffusion("sdedit", "SDEdit: noise the FBP part way and denoise it back", t0=0.35),
+    _diffusion("cfg", "classifier-free guidance: the conditional prior ct-cond, given the FBP of the data, with "
+                      "DDS data consistency", steps=CFG["steps"], prior="ct-cond", **CFG["options"]),
     _diffusion("auto", f"the sampler sweep's winner: {AUTO['method']} warm-started from TV, {AUTO['steps']} steps",
                steps=AUTO["steps"], alias_of=AUTO["method"], **AUTO["options"]),
 )

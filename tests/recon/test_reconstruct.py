@@ -148,3 +148,33 @@ def test_provenance_records_the_defaults_that_were_used(problem):
     mine = reconstruct(A, y, method="dps", prior=gaussian_denoiser(), steps=2, sigma_y=0.05, slab=None,
                        progress=False, zeta=0.05)
     assert float(mine.provenance["options"]["zeta"]) == 0.05
+
+
+class _RecordingConditionalPrior:
+    """A conditional prior whose halves are exact Gaussian denoisers; records each slab's condition."""
+
+    def __init__(self):
+        self.conditions, self.weights = [], []
+        self.denoiser = gaussian_denoiser()
+
+    def guided(self, cond, w):
+        self.conditions.append(cond.clone())
+        self.weights.append(w)
+        return gaussian_denoiser(mean=0.25)
+
+
+@pytest.mark.filterwarnings("ignore:the cfg reconstruction disagrees")
+def test_cfg_conditions_each_slab_on_its_fbp_and_samples_with_dds(problem):
+    from tomodiff.methods import METHODS
+    from tomodiff.recon import fbp
+
+    A, _, y = problem
+    prior = _RecordingConditionalPrior()
+    r = reconstruct(A, y, method="cfg", prior=prior, steps=3, n_samples=2, sigma_y=0.05, slab=None, scale=None,
+                    progress=False)
+    assert r.provenance["method"] == "cfg" and r.mean.shape == (1, 1, *A.domain_shape)
+    assert prior.weights == [METHODS["cfg"].options["w"]]
+    torch.testing.assert_close(prior.conditions[0], fbp(A, y, filter="hann"))  # the condition of training
+    assert float(r.provenance["options"]["w"]) == METHODS["cfg"].options["w"]
+    with pytest.raises(ValueError, match="needs a conditional prior"):
+        reconstruct(A, y, method="cfg", prior=gaussian_denoiser(), steps=2, sigma_y=0.05, slab=None, progress=False)

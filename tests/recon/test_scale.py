@@ -36,6 +36,10 @@ def prior():
 @pytest.mark.parametrize("method", [m for m in methods.names() if methods.get(m).alias_of is None])
 def test_same_psnr_at_any_scale(scan, prior, method):
     vol, y, A, sigma_y = scan
+    if methods.get(method).prior is not None:  # cfg: its own conditional prior
+        from tomodiff.priors import load
+
+        prior = load(methods.get(method).prior)
     kw = dict(prior=prior, steps=4, n_samples=1, slab=None) if methods.get(method).diffusion else {}
     scores, scales = [], []
     for k in FACTORS:

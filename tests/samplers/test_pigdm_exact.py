@@ -48,11 +48,13 @@ def _closed_form_conditional_mean(post, x_t, sigma):
     return (m + (flat - m) @ K).reshape(x_t.shape)
 
 
+@pytest.mark.parametrize("jacobian", ["vjp", "gaussian"])  # a Gaussian prior's Jacobian is exactly (r_t²/σ²) I
 @pytest.mark.parametrize("name", ["mask", "blur", "ct-like"])
-def test_guided_denoiser_is_the_exact_conditional_mean(name, helpers):
+def test_guided_denoiser_is_the_exact_conditional_mean(name, jacobian, helpers):
     A = _operators(helpers)[name]
     prior, y, post = _problem(A)
-    guide = pigdm(A, y, SIGMA_Y, data_var=VAR, cg_tol=1e-12, cg_max_iter=500)
+    guide = pigdm(A, y, SIGMA_Y, data_var=VAR, cg_tol=1e-12, cg_max_iter=500, jacobian=jacobian)
+    assert guide.needs_grad == (jacobian == "vjp")
     worst = []
 
     def check(info):
@@ -87,11 +89,12 @@ def _run(A, y, prior, guide, sampler, steps, seed=5, **kw):
 CASES = [("mask", "ddpm", 100), ("blur", "ddim", 100), ("ct-like", "ddpm", 100)]
 
 
+@pytest.mark.parametrize("jacobian", ["vjp", "gaussian"])
 @pytest.mark.parametrize("name,kind,steps", CASES)
-def test_pigdm_samples_the_closed_form_posterior(name, kind, steps, helpers):
+def test_pigdm_samples_the_closed_form_posterior(name, kind, steps, jacobian, helpers):
     A = _operators(helpers)[name]
     prior, y, post = _problem(A)
-    guide = pigdm(A, y, SIGMA_Y, data_var=VAR, cg_tol=1e-9, cg_max_iter=200)
+    guide = pigdm(A, y, SIGMA_Y, data_var=VAR, cg_tol=1e-9, cg_max_iter=200, jacobian=jacobian)
     sampler = ddpm if kind == "ddpm" else ddim
     samples, sigmas = _run(A, y, prior, guide, sampler, steps)
     law = helpers.law_covariance(post.cov, sigmas, kind=kind)

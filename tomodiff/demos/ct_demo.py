@@ -54,16 +54,18 @@ def run_demo(*, phantom: str = "ct_abdomen_64", views: int = 16, noise: float = 
     ref = volume.numpy()
     data_range = float(ref.max() - ref.min())  # PSNR/SSIM peak: the reference's own range
     mu_max = float(ref.max()) if ref.max() > 0 else None  # what `tomodiff simulate` records as mu_max
-    prior = None
-    if any(m in DIFFUSION for m in methods):
-
-        prior = load(prior_name, device=device, precision="auto")
+    priors = {}  # by name: cfg runs with its own conditional prior (registry.get("cfg").prior)
+    for m in methods:
+        if m in DIFFUSION:
+            name = registry.get(m).prior or prior_name
+            priors.setdefault(name, load(name, device=device, precision="auto"))
     out_dir = Path(out_dir)
     results = []
     for method in methods:
         kw = {}
         if method in DIFFUSION:
-            kw = dict(prior=prior, steps=steps if steps is not None or method == "auto" else 50, n_samples=samples,
+            kw = dict(prior=priors[registry.get(method).prior or prior_name],
+                      steps=steps if steps is not None or method == "auto" else 50, n_samples=samples,
                       keep_samples=True)
         # the phantom's attenuation range is known (the benchmark set is in [0, 1] units): a given
         # scale, not the estimate from a quick FBP, which misjudges thin bright features by up to 2x
@@ -88,7 +90,7 @@ def run_demo(*, phantom: str = "ct_abdomen_64", views: int = 16, noise: float = 
                         "std_samples": samples if std is not None else None, "seconds": r.seconds, "nfe": r.nfe}))
         results.append(res)
     setup = {"phantom": phantom, "shape": list(volume.shape), "views": views, "noise_relative": noise,
-             "sigma_y": sigma_y, "prior": prior_name if prior is not None else None, "steps": steps,
+             "sigma_y": sigma_y, "prior": ", ".join(priors) or None, "steps": steps,
              "samples": samples, "seed": seed, "metrics_data_range": data_range}
     return results, setup, ref
 

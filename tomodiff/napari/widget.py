@@ -184,6 +184,7 @@ class ReconstructionWidget(Container):
         self.viewer = napari_viewer
         self.worker = None  # the running napari worker, or None
         self.load_prior = None  # override of tomodiff.priors.load (tests pass analytic priors)
+        self._method_priors = {m.prior for m in methods.METHODS.values() if m.prior is not None}
         self._cancel = threading.Event()
         self._relay = _progress_relay(self._on_progress)
 
@@ -240,8 +241,11 @@ class ReconstructionWidget(Container):
             self.source.value = layers[-1]  # the newest sinogram
 
     def _method_changed(self, method):
-        diffusion = methods.get(method).diffusion
+        m = methods.get(method)
+        diffusion = m.diffusion
         self.prior.enabled = self.n_samples.enabled = self.std_overlay.enabled = diffusion
+        if diffusion and (m.prior is not None or self.prior.value in self._method_priors):
+            self.prior.value = m.prior or "ct-slice"  # cfg runs with its conditional prior, the others with ct-slice
         self.steps.enabled = method != "fbp"
 
     def job(self) -> Job:

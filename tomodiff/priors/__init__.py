@@ -21,8 +21,12 @@ _LAZY = {
     # trained priors: networks, shipped weights (phantoms/priors engineer)
     "load": "registry", "available": "registry", "DEFAULT_PRIOR": "registry", "load_file": "registry", "save_prior": "registry",
     "PriorFileError": "registry", "SlicePrior": "slice_prior", "PatchPrior": "patch_prior",
-    "SlabPrior": "slab_prior",
+    "SlabPrior": "slab_prior", "ConditionalPrior": "conditional_prior",
     "UNet": "unet", "EDMDenoiser": "edm",
+    # bring your own prior: diffusers / MONAI networks (optional libraries, imported on use)
+    "load_external": "external_files", "ExternalDenoiser": "external", "from_diffusers": "diffusers_prior",
+    "load_diffusers": "diffusers_prior", "from_monai": "monai_prior", "load_monai": "monai_prior",
+    "save_monai": "monai_prior",
 }
 
 

@@ -79,12 +79,16 @@ class EDMDenoiser(nn.Module):
         centre = u[:, self.context:self.context + 1] if self.context else u
         return c_skip * centre + c_out * self.net(self._net_input(u, c_in, cond_u, keep), c_noise).to(u.dtype)
 
-    def forward(self, x: torch.Tensor, sigma, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, sigma, cond: torch.Tensor | None = None,
+                keep: torch.Tensor | None = None) -> torch.Tensor:
+        """``x0_hat`` in data units; conditional: ``cond`` like ``x`` (data units), ``keep`` ``(B,)``
+        1/0 per sample (0: that sample's unconditional estimate, so that both halves of classifier-free
+        guidance run as one batch)."""
         s = sigma_per_sample(sigma, x) * self.scale
         dtype = next(self.net.parameters()).dtype
         u = ((x - self.offset) * self.scale).to(dtype)
         cond_u = None if cond is None else ((cond - self.offset) * self.scale).to(dtype)
-        return (self.precond(u, s.to(dtype), cond_u) / self.scale + self.offset).to(x.dtype)
+        return (self.precond(u, s.to(dtype), cond_u, keep) / self.scale + self.offset).to(x.dtype)
 
     def loss(self, u0: torch.Tensor, s: torch.Tensor, noise: torch.Tensor, cond_u: torch.Tensor | None = None,
              keep: torch.Tensor | None = None) -> torch.Tensor:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from .conditional_prior import ConditionalPrior
 from .edm import EDMDenoiser
 from .patch_prior import PatchPrior
 from .slab_prior import SlabPrior
@@ -90,6 +91,8 @@ def load_file(path, *, device=None, expected_sha256: str | None = None):
     cls = SlicePrior if c["dims"] == 2 else PatchPrior
     if c.get("context", 0):
         cls = SlabPrior
+    elif c.get("conditional", False):
+        cls = ConditionalPrior
     return cls(den, size=int(c["size"]), info=info)
 
 

@@ -81,26 +81,28 @@ class Prior:
     def __call__(self, x, sigma):
         return self.denoiser(x, sigma)
 
-    def _chunked(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
-        """The network on a batch in chunks of ``max_batch``; ``s`` is ``(B,)``."""
-        outs = [self._run(x[i:i + self.max_batch], s[i:i + self.max_batch]) for i in range(0, x.shape[0], self.max_batch)]
+    def _chunked(self, x: torch.Tensor, s: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
+        """The network on a batch in chunks of ``max_batch``; ``s`` is ``(B,)``; ``extra``: further
+        per-sample network arguments (a conditional prior's condition and keep flags), chunked alike."""
+        n = self.max_batch
+        outs = [self._run(x[i:i + n], s[i:i + n], *(e[i:i + n] for e in extra)) for i in range(0, x.shape[0], n)]
         return torch.cat(outs) if len(outs) > 1 else outs[0]
 
-    def _run(self, x: torch.Tensor, s: torch.Tensor) -> torch.Tensor:
+    def _run(self, x: torch.Tensor, s: torch.Tensor, *extra: torch.Tensor) -> torch.Tensor:
         """One network call in the chosen precision; without a gradient to compute (grad mode off,
         or neither the input nor a weight requires one), the channels-last copy (2D) under
         ``no_grad`` or ``inference_mode``."""
         with _precision.autocast(self.resolved_precision(x.device), x.device):
             if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in self._params())):
-                return self.net(x, s)
+                return self.net(x, s, *extra)
             net = self._no_grad_net()
             if net is not self.net:
                 x = x.contiguous(memory_format=torch.channels_last)
             if not self.inference_mode:
                 with torch.no_grad():
-                    return net(x, s).contiguous()
+                    return net(x, s, *extra).contiguous()
             with torch.inference_mode():
-                out = net(x, s)
+                out = net(x, s, *extra)
         return out.clone(memory_format=torch.contiguous_format)  # an ordinary tensor again
 
     def _params(self) -> list:
@@ -146,16 +148,19 @@ class SlicePrior(Prior):
         if x.dim() not in (4, 5):
             raise ValueError(f"SlicePrior: expected (B, C, H, W) or (B, C, Z, Y, X), got {tuple(x.shape)}")
         s = sigma_per_sample(sigma, x).reshape(-1)  # (B,)
-        B, C = x.shape[:2]
-        if x.dim() == 5:
-            Z, Y, X = x.shape[2:]
-            flat = x.reshape(B * C * Z, 1, Y, X)
-            s_flat = s.repeat_interleave(C * Z)
-        else:
-            Y, X = x.shape[2:]
-            flat, s_flat = x.reshape(B * C, 1, Y, X), s.repeat_interleave(C)
+        flat, per_item = as_slices(x)
         padded, crop = _pad_to(flat, self.net.net.multiple)
-        out = self._chunked(padded, s_flat)
+        out = self._chunked(padded, s.repeat_interleave(per_item))
         if crop is not None:
             out = out[crop]
         return out.reshape(x.shape)
+
+
+def as_slices(x: torch.Tensor) -> tuple[torch.Tensor, int]:
+    """``(B, C, H, W)`` images or ``(B, C, Z, Y, X)`` volumes as a ``(N, 1, Y, X)`` batch of slices,
+    and the number of slices per batch item (``C`` or ``C·Z``), for repeating per-item values."""
+    if x.dim() == 5:
+        B, C, Z, Y, X = x.shape
+        return x.reshape(B * C * Z, 1, Y, X), C * Z
+    B, C, Y, X = x.shape
+    return x.reshape(B * C, 1, Y, X), C

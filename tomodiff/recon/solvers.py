@@ -76,7 +76,7 @@ def data_variance(prior, default: float) -> float:
 def diffusion_options(method: str, prior, options: dict) -> dict:
     """The sampler options of ``method`` as used: registry defaults, the prior's data variance and σ_max."""
     opts = methods.with_defaults(method, options)
-    if method in ("pigdm", "dds", "diffpir"):
+    if method in ("pigdm", "dds", "diffpir", "cfg"):
         opts.setdefault("data_var", data_variance(prior, 1.0))
     if getattr(prior, "sigma_max", None) is not None:  # start where the prior was trained, not above
         opts.setdefault("sigma_max", float(prior.sigma_max))
@@ -84,6 +84,15 @@ def diffusion_options(method: str, prior, options: dict) -> dict:
         opts.setdefault("cg_max_iter", 10)
         opts.setdefault("cg_tol", 1e-3)
     return opts
+
+
+def guided_denoiser(prior, A_k, y_k, w: float):
+    """Classifier-free guidance for one slab: the conditional prior given the slab's FBP (Hann, as the
+    training pairs were made: :mod:`tomodiff.training.ct_pairs`) at guidance weight ``w``."""
+    if not hasattr(prior, "guided"):
+        raise ValueError(f"method 'cfg' needs a conditional prior such as 'ct-cond' (trained with tomodiff "
+                         f"train-prior --conditional), got {getattr(prior, 'name', type(prior).__name__)!r}")
+    return prior.guided(fbp(A_k, y_k, filter="hann"), w)
 
 
 def slab_generators(seed: int, slab_index: int, n_samples: int) -> list[torch.Generator]:
@@ -106,14 +115,19 @@ def _coupling(A_k, z_coupling: float, left, right) -> list:
     return guidance
 
 
-def solve_diffusion(denoiser, A_k, y_k, k: int, *, method: str, steps: int, n_samples: int, sigma_y: float,
+def solve_diffusion(prior, A_k, y_k, k: int, *, method: str, steps: int, n_samples: int, sigma_y: float,
                     seed: int, z_coupling: float, opts: dict, left=None, right=None, progress=True, callback=None):
     """Posterior samples of slab ``k`` (the sampler's result; ``.samples`` is ``(n, B, C, Z_k, Y, X)``).
 
-    opts: :func:`diffusion_options`; a string warm start ``x_init`` (``"fbp" | "sirt" | "tv"``)
-    becomes that reconstruction of the slab's data. left, right: see :func:`_coupling`.
+    prior: a prior (its ``.denoiser``) or a denoiser ``D(x, sigma)``; ``cfg`` needs a conditional prior
+    (:class:`~tomodiff.priors.conditional_prior.ConditionalPrior`). opts: :func:`diffusion_options`; a
+    string warm start ``x_init`` (``"fbp" | "sirt" | "tv"``) becomes that reconstruction of the slab's
+    data. left, right: see :func:`_coupling`.
     """
     kw = dict(opts)
+    denoiser = getattr(prior, "denoiser", prior)
+    if method == "cfg":  # the guided denoiser, then DDS's data consistency
+        denoiser, method = guided_denoiser(prior, A_k, y_k, kw.pop("w")), "dds"
     if isinstance(kw.get("x_init"), str):
         kw["x_init"] = warm_start(A_k, y_k, kw["x_init"])
     if method == "sdedit" and kw.get("x_init") is None and getattr(A_k, "geometry", None) is not None:

@@ -138,7 +138,7 @@ class _FileRun:
         if not self.m.diffusion:
             x, self.used, _ = solve_classical(A_k, y_k, self.m.name, self.options)  # TV: the old weight rule
             return x[None], 0
-        res = solve_diffusion(getattr(self.prior, "denoiser", self.prior), A_k, y_k, k, method=self.m.name,
+        res = solve_diffusion(self.prior, A_k, y_k, k, method=self.m.name,
                               steps=self.steps, n_samples=self.n_samples, sigma_y=self.sigma_y / self.s,
                               seed=self.settings.seed, z_coupling=self.layout.z_coupling, opts=self.used, left=left,
                               right=right, progress=self.settings.progress)

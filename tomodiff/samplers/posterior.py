@@ -26,7 +26,8 @@ METHODS = ("pigdm", "dps", "dds", "diffpir", "sdedit", "none")
 _SCHEDULES = {"karras": karras_sigmas, "ddpm-linear": ddpm_linear_sigmas, "ddpm-cosine": ddpm_cosine_sigmas}
 # options each method accepts (passed through **options), with their defaults
 _METHOD_OPTIONS = {
-    "pigdm": {"data_var": 1.0, "scale": 1.0, "gram_method": "auto", "cg_tol": 1e-6, "cg_max_iter": 100},
+    "pigdm": {"data_var": 1.0, "scale": 1.0, "gram_method": "auto", "cg_tol": 1e-6, "cg_max_iter": 100,
+              "jacobian": "vjp"},
     "dps": {"zeta": 0.3, "noise": None, "variant": "norm"},  # the CT default too (tomodiff.methods)
     "dds": {"cg_iters": 5, "data_var": 1.0, "prox": True, "tv_z": None},
     "diffpir": {"lam": 1.0, "data_var": 1.0, "cg_tol": 1e-4, "cg_max_iter": 50},
@@ -160,7 +161,7 @@ def _own_guidance(A, y, method, sigma_y, opts):
     """The guidance of ``method`` itself (``None`` for sdedit and none)."""
     if method == "pigdm":
         return pigdm(A, y, sigma_y, data_var=opts["data_var"], scale=opts["scale"], method=opts["gram_method"],
-                     cg_tol=opts["cg_tol"], cg_max_iter=opts["cg_max_iter"])
+                     cg_tol=opts["cg_tol"], cg_max_iter=opts["cg_max_iter"], jacobian=opts["jacobian"])
     if method == "dps":
         return dps(A, y, opts["zeta"], noise=opts["noise"], variant=opts["variant"])
     if method == "dds":
@@ -194,7 +195,7 @@ def sample_posterior(denoiser, A, y: torch.Tensor, *, method: str = "pigdm", sig
     schedule: ``"karras"`` (with ``sigma_min``, ``sigma_max``), ``"ddpm-linear"``, ``"ddpm-cosine"``
         or a callable ``steps -> sigmas``; ``sigmas`` overrides it.
     guidance: extra guidances (e.g. :func:`loss_guidance`), summed with the method's own.
-    options: per method — pigdm: ``data_var, scale, gram_method, cg_tol, cg_max_iter``;
+    options: per method — pigdm: ``data_var, scale, gram_method, cg_tol, cg_max_iter, jacobian``;
         dps: ``zeta, noise, variant``; dds: ``cg_iters, data_var, prox, tv_z``; diffpir: ``lam,
         data_var, cg_tol, cg_max_iter``; sdedit: ``x_init`` (default: least squares by CG), ``t0``.
         Every method but sdedit also takes a warm start, ``x_init`` (``(B, C, *A.domain_shape)``,
