@@ -155,3 +155,17 @@ def test_one_command_one_result_in_memory_and_streamed(tmp_path, capsys):
         means[name] = read_project(out).reconstruction
     assert np.array_equal(means["memory"]["mean"], means["stream"]["mean"])
     assert np.array_equal(means["memory"]["std"], means["stream"]["std"])
+
+
+def test_simulate_a_limited_arc(tmp_path, capsys):
+    scan = tmp_path / "arc.h5"
+    assert main(["simulate", "--phantom", "shepp_logan:3:16", "--views", "8", "--arc", "90", "--out", str(scan),
+                 "--json"]) == 0
+    data = read_project(scan)
+    angles = np.asarray(data.geometry["angles"])
+    np.testing.assert_allclose(angles, np.radians(90) * np.arange(8) / 8, atol=1e-12)  # [0, 90°), equally spaced
+    assert data.provenance["arc_deg"] == 90
+    capsys.readouterr()
+    assert main(["simulate", "--phantom", "shepp_logan:3:16", "--arc", "200", "--out", str(tmp_path / "x.h5")]) == 2
+    assert "at most 180 degrees for parallel beam" in capsys.readouterr().err
+    assert not (tmp_path / "x.h5").exists()

@@ -11,7 +11,7 @@ import torch
 from tomodiff.ct import Projector
 from tomodiff.ct.simulate import simulate_scan
 from tomodiff.io.volumes import load_volume
-from tomodiff.recon import psnr, reconstruct
+from tomodiff.recon import fbp, psnr, reconstruct
 from tomodiff import methods
 from tomodiff.recon.scale import resolve_scale, robust_max
 
@@ -85,3 +85,19 @@ def test_a_given_attenuation_maps_to_one(scan):
             resolve_scale(A, y, bad)
     with pytest.raises(ValueError, match="zero or negative everywhere"):
         resolve_scale(A, torch.zeros_like(y), "auto")
+
+
+def test_on_a_limited_arc_the_estimate_comes_from_sirt_and_warns():
+    from tomodiff.recon.scale import arc_degrees, limited_arc, resolve_scale
+
+    vol, _ = load_volume("shepp_logan:3:32")
+    vol = vol[12:16].contiguous()
+    y, geometry, _ = simulate_scan(vol, views=16, noise=0.0, seed=0, arc_deg=90)
+    assert arc_degrees(geometry) == pytest.approx(90) and limited_arc(geometry)
+    A = Projector(geometry, backend="torch")
+    with pytest.warns(RuntimeWarning, match=r"limited arc \(90 degrees\)"):
+        s, record = resolve_scale(A, y, "auto")
+    assert record["reliable"] is False and "SIRT" in record["rule"]
+    truth = float(torch.quantile(vol.flatten(), 0.999))
+    fbp_estimate = float(torch.quantile(fbp(A, y, filter="hann", nonneg=True).flatten(), 0.999))
+    assert abs(s / truth - 1) < abs(fbp_estimate / truth - 1)  # closer to the truth than the FBP it replaces

@@ -17,6 +17,9 @@ def add_parser(sub):
     p.add_argument("--views", type=int_at_least(1), default=16, help="number of projection angles (default: %(default)s)")
     p.add_argument("--geometry", choices=("parallel", "cone"), default="parallel",
                    help="parallel beam over 180 degrees or cone beam over 360 (default: %(default)s)")
+    p.add_argument("--arc", type=POSITIVE, default=None, metavar="DEG",
+                   help="a limited arc of DEG degrees instead of the full one (parallel: at most 180, cone: 360); "
+                        "views equally spaced over [0, DEG)")
     p.add_argument("--noise", type=NON_NEGATIVE, default=0.01,
                    help="Gaussian noise std relative to the largest line integral (default: %(default)s)")
     p.add_argument("--voxel-size", type=POSITIVE, default=1.0, help="voxel edge in world units (default: %(default)s)")
@@ -32,6 +35,9 @@ def run(args) -> int:
 
     volume_file = args.volume.split(":")[0] if args.volume else None
     check_output_file(args.out, [volume_file, args.volume])
+    full = 180.0 if args.geometry == "parallel" else 360.0
+    if args.arc is not None and args.arc > full:  # before any work
+        raise ValueError(f"--arc {args.arc:g}: at most {full:g} degrees for {args.geometry} beam")
     device(args.device, args.threads)
     with output_lock(args.out):  # one writer per output
         return _simulate(args, load_volume(args.phantom or args.volume))
@@ -43,8 +49,8 @@ def _simulate(args, loaded) -> int:
 
     volume, desc = loaded
     y, geometry, sigma_y = simulate_scan(volume, views=args.views, kind=args.geometry, noise=args.noise,
-                                         seed=args.seed, voxel_size=args.voxel_size)
-    provenance = {"command": "simulate", "volume": desc.get("source"), "views": args.views,
+                                         seed=args.seed, voxel_size=args.voxel_size, arc_deg=args.arc)
+    provenance = {"command": "simulate", "volume": desc.get("source"), "views": args.views, "arc_deg": args.arc,
                   "geometry_kind": args.geometry, "noise_relative": args.noise, "sigma_y": sigma_y,
                   "seed": args.seed,
                   # the object's attenuation range (per world unit): `reconstruct --scale auto` maps mu_max to 1
@@ -53,8 +59,9 @@ def _simulate(args, loaded) -> int:
                                         provenance=provenance))
     summary = {"out": str(args.out), "volume_shape": list(volume.shape), "sinogram_shape": list(y.shape[2:]),
                "sigma_y": sigma_y, "views": args.views, "geometry": args.geometry}
+    arc = f" over {args.arc:g} degrees" if args.arc is not None else ""
     emit(args, summary, [f"wrote {args.out}: volume {tuple(volume.shape)}, sinogram {tuple(y.shape[2:])} "
-                         f"({args.views} {args.geometry}-beam views, sigma_y={sigma_y:.4g})"])
+                         f"({args.views} {args.geometry}-beam views{arc}, sigma_y={sigma_y:.4g})"])
     if not args.json:
         info(f"next: tomodiff reconstruct {args.out} --method fbp --out recon.h5")
     return 0
