@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     for spec in train:
         vol = central(load_volume(spec)[0], 8)
         r = run(vol, 8, "auto", n_samples=args.samples)
-        ms.append(r.mean[0, 0]), ss.append(r.std[0, 0]), ts.append(vol)
+        ms.append(r.mean[0, 0]), ss.append(r.std_raw[0, 0]), ts.append(vol)  # its own k on the raw spread
     M, S, T = torch.cat(ms), torch.cat(ss), torch.cat(ts)
     k = fit_scale(M, S, T, 0.9)
     res["calibration"] = {"k": k, "fitted_on": train, "train_coverage_raw": coverage(M, S, T, 0.9)}
@@ -113,7 +113,7 @@ def main(argv=None) -> int:
                 row["auto4"] = score(smp[:4].mean(0)[None, None])
                 row["auto8"] = score(smp.mean(0)[None, None])
                 row["chi2"] = r.provenance["data_consistency"]["chi2_per_m"]
-                cov_m.append(r.mean[0, 0]), cov_s.append(r.std[0, 0]), cov_t.append(vol)
+                cov_m.append(r.mean[0, 0]), cov_s.append(r.std_raw[0, 0]), cov_t.append(vol)
             else:
                 row["auto1"] = score(run(vol, n_views, "auto").mean)
             rows.append(row)
@@ -133,8 +133,8 @@ def main(argv=None) -> int:
                    "psnr_tv": float(psnr(run(vol, 8, "tv").mean[0, 0].numpy(), vol.numpy(), data_range=1.0)),
                    "psnr_sirt": float(psnr(run(vol, 8, "sirt").mean[0, 0].numpy(), vol.numpy(), data_range=1.0)),
                    "chi2": r.provenance["data_consistency"]["chi2_per_m"]}
-    res["coverage_real"] = {str(q): {"raw": coverage(r.mean[0, 0], r.std[0, 0], vol, q),
-                                     "calibrated": coverage(r.mean[0, 0], r.std[0, 0], vol, q, k)} for q in NOMINAL}
+    res["coverage_real"] = {str(q): {"raw": coverage(r.mean[0, 0], r.std_raw[0, 0], vol, q),
+                                     "calibrated": coverage(r.mean[0, 0], r.std_raw[0, 0], vol, q, k)} for q in NOMINAL}
     say(f"real head: {res['real']}, 90% coverage {res['coverage_real']['0.9']}")
     vol64 = central(real, seam_slices)
     plan = plan_slabs(seam_slices, 32, 4)

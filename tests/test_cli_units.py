@@ -93,10 +93,35 @@ def test_diffusion_output_says_how_many_samples_the_std_has(tmp_path, capsys):
     assert main(["reconstruct", str(sim), "--method", "pigdm", "--prior", "slice-64", "--steps", "2",
                  "--out", str(rec)]) == 0
     out = capsys.readouterr().out
-    assert "std from 4 samples" in out  # the default is 4 samples
+    # the default is 4 samples; 2 steps of slice-64 were never calibrated, and the line says so
+    assert "std: raw sample spread, not calibrated for pigdm (steps=2) with slice-64; 4 samples" in out
     data = read_project(rec)
     assert data.provenance["std_samples"] == 4 and data.provenance["n_samples"] == 4
     assert data.reconstruction["std"].shape == (16, 16, 16)
+    np.testing.assert_array_equal(data.reconstruction["std"], data.reconstruction["std_raw"])
+    assert data.calibration["calibrated"] is False
+
+
+def test_a_calibrated_std_is_written_and_printed_as_such(tmp_path, capsys, monkeypatch):
+    """A table entry for this run (pigdm, 2 steps, slice-64, 6 views): the file's std is k·std_raw."""
+    from tomodiff.recon import calibration
+
+    monkeypatch.setitem(calibration.RUNS, "pigdm", {**calibration.RUNS["pigdm"], "steps": 2})
+    monkeypatch.setitem(calibration.TABLE, ("pigdm", "slice-64", 8), 2.5)
+    monkeypatch.setitem(calibration.PRIOR_WEIGHTS, "slice-64", None)
+    sim, rec = tmp_path / "sim.h5", tmp_path / "rec.h5"
+    assert main(["simulate", "--phantom", "foam:1:16", "--views", "6", "--out", str(sim)]) == 0
+    capsys.readouterr()
+    assert main(["reconstruct", str(sim), "--method", "pigdm", "--prior", "slice-64", "--steps", "2",
+                 "--out", str(rec), "--json"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    k = summary["std_calibration"]["k"]
+    assert k == pytest.approx(2.5) and summary["std_calibration"]["views_fitted"] == 8
+    assert summary["std_calibration"]["note"].startswith("calibrated, k 2.50 × the spread of 4 samples")
+    data = read_project(rec)
+    np.testing.assert_allclose(data.reconstruction["std"], k * data.reconstruction["std_raw"], rtol=1e-5)
+    with h5py.File(rec, "r") as f:
+        assert f["reconstruction/std"].attrs["k"] == pytest.approx(k) and f["reconstruction/std"].attrs["calibrated"]
 
 
 def test_a_simulated_scan_is_scaled_by_its_recorded_mu_max(tmp_path, capsys):

@@ -51,6 +51,30 @@ def test_reader_gives_named_layers_with_scale(project):
     assert layers["recon: pigdm mean"][1]["metadata"]["data_consistency"] is None  # not in this file
 
 
+def test_reader_says_whether_the_std_is_calibrated(tmp_path):
+    from tomodiff.napari.layers import project_layers
+    from tomodiff.napari.uncertainty import calibration_text
+    from tomodiff.recon.calibration import lookup
+
+    raw = np.full((4, 6, 6), 0.1, np.float32)
+    _, calibrated = lookup("auto", "ct-slice", views=8, n_samples=3)
+    _, uncalibrated = lookup("pigdm", "slice-64", views=8, n_samples=3)
+    for name, record in (("cal", calibrated), ("raw", uncalibrated)):
+        write_project(tmp_path / f"{name}.h5", ProjectData(
+            reconstruction={"mean": raw, "std": record["k"] * raw, "std_raw": raw},
+            provenance={"method": "dds", "n_samples": 3, "calibration": record}))
+    layers = {kw["name"]: (data, kw) for data, kw, _ in project_layers(tmp_path / "cal.h5")}
+    label = f"cal: std over 3 samples (calibrated ×{calibrated['k']:.2f})"
+    assert set(layers) == {"cal: dds mean", label, "cal: raw std over 3 samples"}
+    np.testing.assert_allclose(layers[label][0], calibrated["k"] * layers["cal: raw std over 3 samples"][0])
+    meta = layers[label][1]["metadata"]
+    assert meta["calibration"]["calibrated"] and calibration_text(meta["calibration"]).startswith("std: calibrated, k ")
+    layers = {kw["name"]: kw for _, kw, _ in project_layers(tmp_path / "raw.h5")}
+    assert set(layers) == {"raw: dds mean", "raw: std over 3 samples (raw, not calibrated)"}  # no second, equal std
+    assert calibration_text(layers["raw: std over 3 samples (raw, not calibrated)"]["metadata"]["calibration"]) == \
+        "std: raw sample spread, not calibrated for pigdm with slice-64"
+
+
 def test_reader_opens_a_tiff_scan_folder(tmp_path):
     from tomodiff.ct import Geometry
     from tomodiff.io.tiff_stack import write_tiff_stack

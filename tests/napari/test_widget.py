@@ -137,15 +137,18 @@ def test_widget_diffusion_run_adds_mean_and_std(widget, viewer, qtbot):
     widget.start()
     _wait(qtbot, widget)
     name = "tiny: pigdm (ct-slice)"  # the default prior's name labels the layers
-    assert _names(viewer)[1:] == [f"{name} mean", f"{name} std over 2 samples"], widget.status.value
-    std = viewer.layers[f"{name} std over 2 samples"]
+    label = "std over 2 samples (raw, not calibrated)"  # a plain denoiser, 4 steps: no table entry
+    assert _names(viewer)[1:] == [f"{name} mean", f"{name} {label}"], widget.status.value
+    std = viewer.layers[f"{name} {label}"]
     assert std.colormap.name == "magma" and float(np.asarray(std.data).max()) > 0
     assert std.visible and std.blending == "additive"  # a coloured overlay on the mean
     assert tuple(std.scale) == (VOXEL,) * 3 and std.metadata["n_samples"] == 2
+    assert std.metadata["calibration"]["calibrated"] is False
     assert widget.progress.max == 4  # one slab of 16 slices, 4 steps
-    assert "std over 2 samples" in widget.status.value
-    # the new layer is selected: the widget describes it
-    assert widget.samples_info.value == "tiny: std over 2 samples (posterior samples)"
+    assert label in widget.status.value
+    # the new layer is selected: the widget describes it, and says the std is not calibrated
+    assert widget.samples_info.value == ("tiny: std over 2 samples (posterior samples); std: raw sample spread, "
+                                         "not calibrated for pigdm (steps=4) with this prior")
     dc = viewer.layers[f"{name} mean"].metadata["data_consistency"]
     if dc is None:  # a reconstruct() that does not record χ² per view (read defensively)
         assert widget.chi2.value.endswith("not recorded for this reconstruction") and widget.chi2_plot.values == []
@@ -165,7 +168,8 @@ def test_widget_shows_chi2_per_view_of_the_selected_reconstruction(widget, viewe
                      metadata={"kind": "mean", "n_samples": 8, "data_consistency": dc})
     assert widget.chi2.value == "χ²/m 1.5 over 4 views (σ_y 0.02); worst view 2: 3"
     assert widget.chi2_plot.values == [0.9, 1.1, 3.0, 1.0]
-    assert widget.samples_info.value == "file: std over 8 samples (posterior samples)"
+    assert widget.samples_info.value == ("file: std over 8 samples (posterior samples); "
+                                         "std: calibration not recorded (raw sample spread?)")
     viewer.add_image(np.zeros((4, 4)), name="plain")  # not a reconstruction: the last one stays shown
     assert widget.chi2_plot.values == [0.9, 1.1, 3.0, 1.0]
     viewer.add_image(np.zeros((4, 4, 4)), name="old: fbp mean",
@@ -261,7 +265,7 @@ def test_screenshot_of_mean_with_std_overlay_and_chi2(qtbot, tmp_path):
         w.method.value, w.steps.value, w.n_samples.value = "pigdm", 10, 4
         w.start()
         _wait(qtbot, w)
-        std = next((layer for layer in viewer.layers if layer.name.endswith("std over 4 samples")), None)
+        std = next((layer for layer in viewer.layers if "std over 4 samples" in layer.name), None)
         assert std is not None and std.visible and std.blending == "additive", w.status.value
         viewer.dims.set_point(0, float(np.mean(std.extent.world[:, 0])))
         qtbot.wait(500)  # let the shown window settle to its size before fitting the view

@@ -178,11 +178,11 @@ def _report(args, m, r, q) -> None:
     summary = {"method": args.method, "psnr": q["psnr"], "ssim": q["ssim"], "data_range": q["data_range"],
                "seconds": r.seconds, "nfe": r.nfe, "peak_memory_mb": r.peak_memory_mb, "residual": r.residual,
                "out": str(args.out), "scale": r.provenance.get("scale", {}).get("value"),
-               "std_samples": n_samples if r.std is not None else None,
+               "std_samples": n_samples if r.std is not None else None, "std_calibration": r.calibration,
                "data_consistency": r.provenance.get("data_consistency")}
     qtext = "" if q["psnr"] is None else (f", PSNR {q['psnr']:.2f} dB, SSIM {q['ssim']:.3f} "
                                           f"(data range {q['data_range']:.4g})")
-    u = f", {std_note(n_samples)}" if m.diffusion else ""
+    u = f", {std_note(n_samples, r.calibration)}" if m.diffusion else ""
     dc = r.provenance.get("data_consistency") or {}
     if dc.get("chi2_per_m") is not None:
         u += f", chi2/m {dc['chi2_per_m']:.3g} (worst view {max(dc['chi2_per_view']):.3g})"

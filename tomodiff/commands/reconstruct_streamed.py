@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 
 from .. import methods
-from ._common import check_output_dir, device, emit, info, load_prior, parse_rows, removed_unless_used
+from ._common import check_output_dir, device, emit, info, load_prior, parse_rows, removed_unless_used, std_note
 from .reconstruct_args import check_args, refuse_for_kind
 
 # options of the in-memory path that the streaming path does not take (TIFF stacks, resampling)
@@ -107,6 +107,8 @@ def _streamed(args) -> int:
     q = "" if summary["psnr"] is None else f", PSNR {summary['psnr']:.2f} dB (data range {summary['data_range']:.4g})"
     emit(args, summary, [f"{args.method}: {summary['seconds']:.1f} s on {summary['world_size']} rank(s), "
                          f"{summary['slabs']} slabs, NFE {summary['nfe']}, residual {summary['residual']:.3g}{q}, "
-                         f"peak RSS per rank {peak:.0f} MiB",
+                         f"peak RSS per rank {peak:.0f} MiB"
+                         + (f", {std_note(summary['std_samples'], summary['std_calibration'])}"
+                            if summary.get("std_calibration") else ""),
                          f"wrote {args.out}  (view: tomodiff view {args.out})"])
     return 0

@@ -22,7 +22,7 @@ from ..ct import Projector
 from ..ct.simulate import simulate_scan
 from ..io.volumes import load_volume
 from ..recon import psnr, reconstruct, ssim
-from ..recon.calibration import CALIBRATION, coverage
+from ..recon.calibration import coverage
 from ..recon.slabs import plan_slabs, seam_ratio
 from . import diamond_i13
 
@@ -247,15 +247,15 @@ def seam_and_coverage(volume: str, prior, *, method: str = "auto", views: int = 
     """Issue 12's two volume measurements for ``method`` on one volume.
 
     coverage: the fraction of voxels of the central ``slices`` whose truth lies in the central 90%
-    interval ``mean ± k·z·std`` of ``samples`` samples at ``views`` views, raw (``k = 1``) and with
-    ``k`` (default: the training-fitted :data:`tomodiff.recon.calibration.CALIBRATION`);
+    interval ``mean ± k·z·std_raw`` of ``samples`` samples at ``views`` views, raw (``k = 1``) and with
+    ``k`` (default: the run's own, as in its calibrated ``std``: from the training-fitted
+    :data:`tomodiff.recon.calibration.TABLE`, ``k = 1`` where the table has no entry);
     seam ratio: :func:`tomodiff.recon.slabs.seam_ratio` of one reconstruction of the central
     ``seam_slices`` slices with slabs of ``slab`` sharing ``overlap`` (the truth's own ratio beside it).
     """
 
     if samples < 2:
         raise ValueError(f"coverage needs at least 2 samples, got {samples}")
-    k = CALIBRATION["scale"] if k is None else float(k)
     full, _ = load_volume(volume)
 
     def central(n):
@@ -269,7 +269,8 @@ def seam_and_coverage(volume: str, prior, *, method: str = "auto", views: int = 
 
     vol = central(slices)
     r = solve(vol, n_samples=samples)
-    mean, std = r.mean[0, 0].cpu(), r.std[0, 0].cpu()
+    mean, std = r.mean[0, 0].cpu(), r.std_raw[0, 0].cpu()
+    k = r.calibration["k"] if k is None else float(k)
     vol_s = central(seam_slices)
     plan = plan_slabs(vol_s.shape[0], slab, overlap)
     s = solve(vol_s, slab=slab, overlap=overlap)

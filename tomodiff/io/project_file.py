@@ -8,7 +8,10 @@ Layout (readable with plain h5py; every dataset chunked and gzip-compressed)::
                                      geometry_json (the whole geometry, lossless)
     /reference                (Y, X) or (Z, Y, X) float32 ground truth / reference volume
     /reconstruction/mean      (Z, Y, X) posterior mean (or the classical reconstruction)
-    /reconstruction/std       (Z, Y, X) per-voxel posterior standard deviation
+    /reconstruction/std       (Z, Y, X) per-voxel uncertainty: the calibrated std, k·std_raw
+                              attrs: calibrated (bool), k, note, and where k was fitted
+                                     (calibration_json: the whole record, as provenance["calibration"])
+    /reconstruction/std_raw   (Z, Y, X) the posterior samples' own standard deviation
     /reconstruction/samples   (S, Z, Y, X) individual posterior samples
     /provenance               attrs: json (method, parameters, prior, seed, versions), plus the
                               top-level scalar entries as attributes for quick inspection
@@ -31,7 +34,10 @@ from .atomic import atomic_h5, check_written
 
 FORMAT = "tomodiff"
 FORMAT_VERSION = 1
-RECON_KEYS = ("mean", "std", "samples")
+RECON_KEYS = ("mean", "std", "std_raw", "samples")
+# the calibration record's entries that also become attributes of /reconstruction/std (the rest is in its JSON)
+STD_ATTRS = ("calibrated", "k", "k_fitted", "method", "prior", "views", "views_fitted", "n_samples",
+             "n_samples_fitted", "fitted_on", "note")
 
 
 class ProjectFileError(ValueError):
@@ -47,6 +53,13 @@ class ProjectData:
     reference: np.ndarray | None = None
     reconstruction: dict = field(default_factory=dict)  # subset of RECON_KEYS -> arrays
     provenance: dict = field(default_factory=dict)
+
+    @property
+    def calibration(self) -> dict | None:
+        """The record of the std's calibration (``provenance["calibration"]``: ``k``, ``calibrated``,
+        ``note``, where it was fitted), ``None`` when the file has no std or does not record one."""
+        c = self.provenance.get("calibration")
+        return c if isinstance(c, dict) and "std" in self.reconstruction else None
 
     def geometry_object(self):
         """The geometry as a ``tomodiff.ct`` geometry object (needs ``tomodiff.ct``)."""
@@ -116,6 +129,16 @@ def write_geometry_attrs(d, geometry: dict) -> None:
         d.attrs["angles_units"] = "rad"
 
 
+def write_std_attrs(d, calibration: dict | None) -> None:
+    """Attributes of a ``/reconstruction/std`` dataset from its calibration record (see :data:`STD_ATTRS`)."""
+    if not calibration:
+        return
+    d.attrs["calibration_json"] = json.dumps(_jsonable(calibration))
+    for key in STD_ATTRS:
+        if calibration.get(key) is not None:
+            d.attrs[key] = _jsonable(calibration[key])
+
+
 def _jsonable(obj):
     if isinstance(obj, dict):
         return {str(k): _jsonable(v) for k, v in obj.items()}
@@ -161,7 +184,9 @@ def write_project(path, data: ProjectData) -> Path:
         if recon:
             g = f.create_group("reconstruction")
             for key, arr in recon.items():
-                _write_array(g, key, arr)
+                d = _write_array(g, key, arr)
+                if key == "std":
+                    write_std_attrs(d, provenance.get("calibration"))
                 check_written(f)
         p = f.create_group("provenance")
         p.attrs["json"] = json.dumps(provenance)
@@ -194,6 +219,9 @@ def read_project(path) -> ProjectData:
             out.reconstruction = {k: f["reconstruction"][k][()] for k in RECON_KEYS if k in f["reconstruction"]}
         if "provenance" in f:
             out.provenance = _json(f["provenance"].attrs.get("json", "{}"), path, "'/provenance'")
+        cj = f["reconstruction/std"].attrs.get("calibration_json") if "reconstruction/std" in f else None
+        if cj is not None and "calibration" not in out.provenance:  # a file whose provenance lost it
+            out.provenance["calibration"] = _json(cj, path, "the calibration of '/reconstruction/std'")
     return out
 
 

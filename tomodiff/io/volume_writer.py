@@ -15,7 +15,7 @@ from pathlib import Path
 
 from .._version import __version__
 from .atomic import OutputWriteError, atomic_h5, check_written, write_error
-from .project_file import FORMAT, FORMAT_VERSION, _jsonable, write_geometry_attrs
+from .project_file import FORMAT, FORMAT_VERSION, _jsonable, write_geometry_attrs, write_std_attrs
 
 #: HDF5 chunk of streamed volumes, at most (Z, Y, X) = (8, 256, 256): a slab writes whole chunks
 VOLUME_CHUNK = (8, 256, 256)
@@ -64,23 +64,26 @@ def _copy_inputs(f, source, step: int, gz) -> None:
 
 
 def write_volume(out, *, source, chunks, n_samples: int, keep_samples: bool, provenance_fn, step: int,
-                 on_chunk=None, scale: float = 1.0, kept: str = "the finished slabs are kept") -> Path:
+                 on_chunk=None, scale: float = 1.0, std_scale: float = 1.0,
+                 kept: str = "the finished slabs are kept") -> Path:
     """Write the joined slices of a run into project file ``out`` (atomically) and return its path.
 
     source: the :class:`~tomodiff.io.sinogram_reader.SinogramSource` of the run (its sinogram,
     geometry and reference are copied, ``step`` rows at a time); chunks: ``(z0, z1, samples, nfe)``
     in order, ``samples`` ``(n, z1 − z0, Y, X)`` in the scaled units of the scale step (``scale``
     multiplies mean, std and samples back). The file holds ``/sinogram``, ``/reference`` when the
-    source has one, ``/reconstruction/mean`` ``(Z, Y, X)``, ``std`` (more than one sample) and
-    ``samples`` ``(S, Z, Y, X)`` (``keep_samples``), all chunked and compressed, and ``/provenance``
-    from ``provenance_fn()`` (called last, so it can report what ``on_chunk(z0, z1, mean, nfe)``
-    accumulated). kept: where the caller's inputs stay if the write fails, for the error message.
+    source has one, ``/reconstruction/mean`` ``(Z, Y, X)``, ``std_raw`` (the samples' std, more than
+    one sample), ``std`` (``std_scale``·``std_raw``: the calibrated std, its attributes from
+    ``provenance["calibration"]``) and ``samples`` ``(S, Z, Y, X)`` (``keep_samples``), all chunked
+    and compressed, and ``/provenance`` from ``provenance_fn()`` (called last, so it can report what
+    ``on_chunk(z0, z1, mean, nfe)`` accumulated). kept: where the caller's inputs stay if the write
+    fails, for the error message.
     """
     out = Path(out)
     A, V, U = source.shape
     Z, Y, X = source.geometry.volume_shape
     n = n_samples
-    _check_space(out, kept, 4 * (A * V * U + Z * Y * X * (1 + (n > 1) + (n if keep_samples else 0)
+    _check_space(out, kept, 4 * (A * V * U + Z * Y * X * (1 + 2 * (n > 1) + (n if keep_samples else 0)
                                                           + source.has_reference)))
     gz = dict(compression="gzip", compression_opts=4, shuffle=True)
     try:
@@ -90,12 +93,15 @@ def write_volume(out, *, source, chunks, n_samples: int, keep_samples: bool, pro
             g = f.create_group("reconstruction")
             mean_d = _create(g, "mean", (Z, Y, X), gz)
             std_d = _create(g, "std", (Z, Y, X), gz) if n > 1 else None
+            raw_d = _create(g, "std_raw", (Z, Y, X), gz) if n > 1 else None
             samples_d = _create(g, "samples", (n, Z, Y, X), gz) if keep_samples else None
             for z0, z1, joined, nfe in chunks:
                 mean = joined.mean(0) * scale
                 mean_d[z0:z1] = mean.numpy()
                 if std_d is not None:
-                    std_d[z0:z1] = (joined.std(0, correction=1) * scale).numpy()
+                    raw = joined.std(0, correction=1) * scale
+                    raw_d[z0:z1] = raw.numpy()
+                    std_d[z0:z1] = (raw * std_scale).numpy()
                 if samples_d is not None:
                     samples_d[:, z0:z1] = (joined * scale).numpy()
                 check_written(f)  # a full disk stops the merge here, not after the whole volume
@@ -103,6 +109,8 @@ def write_volume(out, *, source, chunks, n_samples: int, keep_samples: bool, pro
                     on_chunk(z0, z1, mean, nfe)
             p = f.create_group("provenance")
             provenance = _jsonable(provenance_fn())
+            if std_d is not None:
+                write_std_attrs(std_d, provenance.get("calibration"))
             p.attrs["json"] = json.dumps(provenance)
             for key, v in provenance.items():
                 if isinstance(v, (str, int, float, bool)):

@@ -36,8 +36,9 @@ def _n_samples(data: ProjectData) -> int | None:
 
 def project_layers(path, *, error_map: bool = True) -> list[tuple]:
     """Layers of a project file: reference, mean, std (named with the number of samples it comes
-    from, a hidden additive overlay), samples, |mean − reference| and the sinogram (hidden: it lives
-    in detector space, not volume space). The mean's and std's metadata hold ``n_samples`` and the
+    from and whether it is calibrated, a hidden additive overlay), the raw std (hidden), samples,
+    |mean − reference| and the sinogram (hidden: it lives in detector space, not volume space). The
+    mean's and std's metadata hold ``n_samples``, the std's ``calibration`` record and the
     provenance's ``data_consistency`` (χ² per view) when the file records them."""
     path = Path(path)
     data = read_project(path)
@@ -51,7 +52,8 @@ def project_layers(path, *, error_map: bool = True) -> list[tuple]:
         layers.append((ref, dict(name=f"{stem}: reference", colormap="gray", contrast_limits=volume_limits,
                                  scale=_scale(data, ref.ndim)), "image"))
     n_samples = _n_samples(data)
-    result_meta = {"n_samples": n_samples, "data_consistency": consistency(data.provenance)}
+    result_meta = {"n_samples": n_samples, "data_consistency": consistency(data.provenance),
+                   "calibration": data.calibration}
     if "mean" in recon:
         mean = recon["mean"]
         method = data.provenance.get("method", "reconstruction")
@@ -65,9 +67,14 @@ def project_layers(path, *, error_map: bool = True) -> list[tuple]:
                                      visible=False), "image"))
     if "std" in recon:
         std = recon["std"]
-        layers.append((std, dict(name=f"{stem}: {std_label(n_samples)}", **OVERLAY,
+        layers.append((std, dict(name=f"{stem}: {std_label(n_samples, data.calibration)}", **OVERLAY,
                                  contrast_limits=_limits(std, 0, 99.5), scale=_scale(data, std.ndim),
                                  visible=False, metadata={**result_meta, "kind": "std"}), "image"))
+    if "std_raw" in recon and data.calibration and data.calibration.get("calibrated"):  # else equal to the std
+        raw = recon["std_raw"]
+        layers.append((raw, dict(name=f"{stem}: raw {std_label(n_samples)}", **OVERLAY,
+                                 contrast_limits=_limits(raw, 0, 99.5), scale=_scale(data, raw.ndim),
+                                 visible=False, metadata={**result_meta, "kind": "std_raw"}), "image"))
     if "samples" in recon:
         s = recon["samples"]
         layers.append((s, dict(name=f"{stem}: samples", colormap="gray", contrast_limits=volume_limits,
@@ -90,17 +97,20 @@ def sinogram_layer(sino: np.ndarray, geometry: dict | None, sigma_y: float | Non
 
 def result_layers(prefix: str, method: str, mean: np.ndarray, std: np.ndarray | None, *,
                   voxel_size: float = 1.0, contrast_limits=None, metadata: dict | None = None,
-                  n_samples: int | None = None, std_overlay: bool = True) -> list[tuple]:
+                  n_samples: int | None = None, std_overlay: bool = True,
+                  calibration: dict | None = None) -> list[tuple]:
     """Layers of a fresh reconstruction: ``"{prefix}: {method} mean"`` and, when there is one,
-    ``"{prefix}: {method} std over N samples"`` (a coloured additive overlay on the mean, shown when
-    ``std_overlay``), scaled by the voxel size. Both carry ``metadata`` plus ``kind`` and ``n_samples``."""
+    ``"{prefix}: {method} std over N samples (calibrated ×k | raw, not calibrated)"`` (the result's
+    calibrated std, a coloured additive overlay on the mean, shown when ``std_overlay``), scaled by
+    the voxel size. Both carry ``metadata`` plus ``kind``, ``n_samples`` and ``calibration`` (the
+    result's record, :func:`tomodiff.recon.calibration.lookup`)."""
     scale = (float(voxel_size),) * mean.ndim
-    meta = {**(metadata or {}), "n_samples": n_samples}
+    meta = {**(metadata or {}), "n_samples": n_samples, "calibration": calibration}
     layers = [(mean, dict(name=f"{prefix}: {method} mean", colormap="gray", scale=scale,
                           metadata={**meta, "kind": "mean"},
                           contrast_limits=list(contrast_limits) if contrast_limits else _limits(mean)), "image")]
     if std is not None:
-        layers.append((std, dict(name=f"{prefix}: {method} {std_label(n_samples)}", **OVERLAY, scale=scale,
+        layers.append((std, dict(name=f"{prefix}: {method} {std_label(n_samples, calibration)}", **OVERLAY, scale=scale,
                                  visible=std_overlay, metadata={**meta, "kind": "std"},
                                  contrast_limits=_limits(std, 0, 99.5)), "image"))
     return layers

@@ -1,6 +1,8 @@
 """Reading a reconstruction's uncertainty in napari: sample counts, χ² per view, the std overlay.
 
-- :func:`std_label` names a std layer with the number of posterior samples it rests on.
+- :func:`std_label` names a std layer with the number of posterior samples it rests on and whether
+  it is calibrated; :func:`calibration_text` says where its scale ``k`` was fitted (the result's
+  ``"calibration"`` record, :func:`tomodiff.recon.calibration.lookup`), or that it is the raw spread.
 - :func:`chi2_text` summarises a reconstruction's data consistency, the ``"data_consistency"`` entry
   of its provenance: ``{"chi2_per_m": float, "chi2_per_view": [float, ...], "sigma_y": float}``
   (``χ²/m = ‖y − A x‖² / (σ_y² m)``: about 1 when the reconstruction explains the data to within
@@ -19,11 +21,26 @@ import math
 OVERLAY = dict(colormap="magma", blending="additive", opacity=0.7)  # std drawn over the grey mean
 
 
-def std_label(n_samples: int | None) -> str:
-    """``"std over N samples"`` (or ``"std (uncertainty)"`` when the count is unknown)."""
+def std_label(n_samples: int | None, calibration: dict | None = None) -> str:
+    """``"std over N samples"`` (or ``"std (uncertainty)"`` when the count is unknown), followed by
+    ``" (calibrated ×k)"`` or ``" (raw, not calibrated)"`` when the result records its calibration."""
     if not n_samples:
-        return "std (uncertainty)"
-    return f"std over {int(n_samples)} sample{'s' if int(n_samples) != 1 else ''}"
+        label = "std (uncertainty)"
+    else:
+        label = f"std over {int(n_samples)} sample{'s' if int(n_samples) != 1 else ''}"
+    if isinstance(calibration, dict) and "calibrated" in calibration:
+        k = calibration.get("k")
+        label += (f" (calibrated ×{k:.2f})" if calibration["calibrated"] and isinstance(k, (int, float))
+                  else " (raw, not calibrated)")
+    return label
+
+
+def calibration_text(calibration: dict | None) -> str:
+    """One line on the std's calibration: ``"std: calibrated, k 5.67 × ... (fitted for ...)"``,
+    ``"std: raw sample spread, not calibrated for METHOD with PRIOR"``, or that the file records none."""
+    if not isinstance(calibration, dict) or not calibration.get("note"):
+        return "std: calibration not recorded (raw sample spread?)"
+    return f"std: {calibration['note']}"
 
 
 def consistency(metadata_or_provenance: dict | None) -> dict | None:

@@ -30,7 +30,7 @@ from ..io.kind import file_kind
 from ..recon import reconstruct
 from .. import methods
 from .layers import result_layers, scan_layers, sinogram_layer
-from .uncertainty import Chi2Plot, chi2_text, is_std_layer, std_label, style_std_overlay
+from .uncertainty import Chi2Plot, calibration_text, chi2_text, is_std_layer, std_label, style_std_overlay
 
 SLAB, OVERLAP = 32, 4  # reconstruct's defaults for diffusion slabs
 
@@ -164,9 +164,9 @@ def run_job(job: Job, *, cancel: threading.Event, progress: Callable[[int, int],
     n_samples = job.n_samples if methods.get(job.method).diffusion else None
     label = f"{job.method} ({job.prior})" if methods.get(job.method).diffusion else job.method
     layers = result_layers(name, label, mean, std, voxel_size=geometry.voxel_size, metadata=meta,
-                           n_samples=n_samples, std_overlay=job.std_overlay)
+                           n_samples=n_samples, std_overlay=job.std_overlay, calibration=r.calibration)
     nfe = f", NFE {r.nfe}" if methods.get(job.method).diffusion else ""
-    spread = f", {std_label(n_samples)}" if std is not None else ""
+    spread = f", {std_label(n_samples, r.calibration)}" if std is not None else ""
     summary = f"{job.method}: done in {r.seconds:.1f} s{nfe}{spread}, residual {r.residual:.3g}"
     return Result(layers=layers, summary=summary)
 
@@ -209,6 +209,7 @@ class ReconstructionWidget(Container):
         self.status = Label(label="status", value="ready")
         self.status.native.setWordWrap(True)  # long error messages wrap instead of widening the dock
         self.samples_info = Label(label="samples", value="")
+        self.samples_info.native.setWordWrap(True)  # the calibration's note is a long line
         self.chi2 = Label(label="data fit", value=chi2_text(None))
         self.chi2.native.setWordWrap(True)
         self.chi2_plot = Chi2Plot()
@@ -295,7 +296,8 @@ class ReconstructionWidget(Container):
             return  # keep showing the last reconstruction's numbers while other layers are selected
         n = meta.get("n_samples")
         self.samples_info.value = f"{layer.name.partition(': ')[0]}: " + (
-            f"{std_label(n)} (posterior samples)" if n else "no std (a single estimate)")
+            f"{std_label(n)} (posterior samples); {calibration_text(meta.get('calibration'))}" if n
+            else "no std (a single estimate)")
         self.chi2.value = chi2_text(meta)
         self.chi2_plot.show(meta)
 

@@ -28,6 +28,8 @@ from ..render import EmissionAbsorption
 from . import distributed, render_fit
 from .engine import Settings, SlabLayout, TensorSource, run_slabs
 from .memory import PeakMemory
+from .calibration import lookup as calibration_for
+from .calibration import not_calibrated
 from .consistency import data_consistency, warn_if_inconsistent
 from .consistency import guard as consistency_guard
 from .metrics import data_residual
@@ -49,8 +51,12 @@ class Reconstruction:
     """A reconstruction with its uncertainty, cost and provenance.
 
     mean: ``(B, C, *A.domain_shape)`` — the posterior mean (or the classical estimate);
-    std: per-voxel posterior standard deviation, same shape (``None`` for classical methods and
-    single samples); samples: ``(n_samples, B, C, *A.domain_shape)`` when kept;
+    std: per-voxel uncertainty, same shape and units as ``mean`` (``None`` for classical methods
+    and single samples): the calibrated one, ``k·std_raw`` with ``k`` from
+    :func:`tomodiff.recon.calibration.lookup` (``k = 1`` where the run was never calibrated);
+    std_raw: the samples' own standard deviation (Bessel-corrected); ``provenance["calibration"]``
+    says which ``k`` was applied and where it was fitted (:attr:`calibration`);
+    samples: ``(n_samples, B, C, *A.domain_shape)`` when kept;
     residual: ``‖A·mean − y‖ / ‖y‖``; nfe: denoiser evaluations (each covers a whole slab batch);
     seconds: wall time; peak_memory_mb: peak memory above the start (CUDA allocator or CPU RSS).
     """
@@ -63,6 +69,19 @@ class Reconstruction:
     seconds: float
     peak_memory_mb: float
     provenance: dict = field(default_factory=dict)
+    std_raw: torch.Tensor | None = None
+
+    def __post_init__(self):
+        # a std that no one calibrated (e.g. the renderer's) is the raw spread, and says so
+        if self.std is not None and self.std_raw is None:
+            self.std_raw = self.std
+            self.provenance.setdefault("calibration", not_calibrated(
+                str(self.provenance.get("method")), (self.provenance.get("prior") or {}).get("name")))
+
+    @property
+    def calibration(self) -> dict | None:
+        """The record of the ``k`` in ``std = k·std_raw`` (``None`` without a std)."""
+        return self.provenance.get("calibration") if self.std is not None else None
 
     def __repr__(self):
         return (f"Reconstruction(method={self.provenance.get('method')!r}, mean={tuple(self.mean.shape)}, "
@@ -139,7 +158,7 @@ def reconstruct(A, y: torch.Tensor, *, method: str, prior=None, steps: int | Non
             A, y, m, prior, steps, n_samples, sigma_y, layout, settings, scale, guard, params, options)
     mean, std, samples = out
     r = _result(A, y, m, prior, mean, std, samples if keep_samples else None, nfe, used, params, scale_record,
-                guard_info, sigma_y, time.perf_counter() - t0, mem.peak_mb)
+                guard_info, sigma_y, time.perf_counter() - t0, mem.peak_mb, options=options)
     r.provenance.update(notes)
     return r
 
@@ -200,7 +219,9 @@ def _render(R, y, method, prior, steps, n_samples, sigma_y, seed, scale, keep_sa
 
 
 def _result(A, y, m, prior, mean, std, samples, nfe, used, params, scale_record, guard_info, sigma_y, seconds,
-            peak_mb) -> Reconstruction:
+            peak_mb, options=None) -> Reconstruction:
+    """The :class:`Reconstruction` with provenance; ``std`` comes in raw and leaves calibrated (``options``:
+    the run's resolved options, which decide whether a fitted calibration applies)."""
     residual = float(data_residual(A, mean, y).max())
     geometry = getattr(A, "geometry", None)
     provenance = {**params, "scale": scale_record, "options": used_options(used),
@@ -213,8 +234,14 @@ def _result(A, y, m, prior, mean, std, samples, nfe, used, params, scale_record,
             consistency["guard"] = guard_info
         warn_if_inconsistent(consistency, what=f"{m.name} reconstruction", stacklevel=4)  # at reconstruct()'s caller
         provenance["data_consistency"] = consistency
+    std_raw = std
+    if std is not None:
+        k, provenance["calibration"] = calibration_for(m.name, prior, views=getattr(geometry, "n_angles", None),
+                                                       n_samples=params["n_samples"], steps=params["steps"],
+                                                       options=options)
+        std = std * k
     return Reconstruction(mean=mean, std=std, samples=samples, residual=residual, nfe=nfe, seconds=seconds,
-                          peak_memory_mb=peak_mb, provenance=provenance)
+                          peak_memory_mb=peak_mb, provenance=provenance, std_raw=std_raw)
 
 
 def _diffusion(A, y, method, prior, steps, n_samples, sigma_y, layout: SlabLayout, settings: Settings, params,

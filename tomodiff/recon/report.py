@@ -35,8 +35,9 @@ def project_data(r, problem, *, source: str, pixel_size=None) -> tuple[ProjectDa
     mean = r.mean[0, 0].cpu().numpy()
     q = quality(mean, problem.reference)
     recon = {"mean": mean}
-    if r.std is not None:
+    if r.std is not None:  # the calibrated std (provenance["calibration"] says how) and the samples' own
         recon["std"] = r.std[0, 0].cpu().numpy()
+        recon["std_raw"] = r.std_raw[0, 0].cpu().numpy()
     if r.samples is not None:
         recon["samples"] = r.samples[:, 0, 0].cpu().numpy()
     n_samples = r.provenance.get("n_samples", 1)

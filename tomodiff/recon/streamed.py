@@ -37,6 +37,7 @@ from ..io.sinogram_reader import open_sinogram
 from ..io.volume_writer import write_volume
 from ..priors import load as load_prior
 from . import distributed
+from .calibration import lookup as calibration_for
 from .engine import FileSource, Settings, SlabLayout, run_slabs
 from .memory import PeakMemory
 from .provenance import created, plain_options, prior_info, used_options, versions
@@ -133,6 +134,7 @@ class _FileRun:
                        "z_coupling": layout.z_coupling, "plan": self.plan, "scale": self.s,
                        "schedule": "two-pass" if m.diffusion else "independent", **plain_options(options)}
         self.used = diffusion_options(m.name, prior, options) if m.diffusion else dict(options)
+        self.calibration = None  # the std's calibration record, once the merge wrote it
 
     def _solve(self, A_k, y_k, k, left, right, cb):
         if not self.m.diffusion:
@@ -179,7 +181,8 @@ class _FileRun:
         store.remove()
         return {"method": self.m.name, "seconds": time.perf_counter() - t0, "nfe": stats.nfe,
                 "residual": stats.residual, "psnr": stats.psnr, "ssim": None, "data_range": stats.data_range,
-                "scale": self.s, "slabs": len(plan), "world_size": ctx.world, "ranks": ranks, "out": str(out)}
+                "scale": self.s, "slabs": len(plan), "world_size": ctx.world, "ranks": ranks, "out": str(out),
+                "std_samples": self.n_samples if self.calibration else None, "std_calibration": self.calibration}
 
     def _merge(self, path, out, store, ranks, keep_samples: bool, t0: float):
         """Rank 0: join the stored slabs in order and write the project file, with statistics."""
@@ -202,9 +205,14 @@ class _FileRun:
                               "metrics": {"data_range": stats.data_range, "data_range_rule": "reference max - min"},
                               "seconds": time.perf_counter() - t0, "created": created()}
         n = store.get(0)["samples"].shape[0]
+        # the file's std is the calibrated one (k·std_raw, k = 1 where never fitted), as reconstruct()'s
+        k, calibration = (calibration_for(self.m.name, self.prior, views=self.src.geometry.n_angles, n_samples=n,
+                                          steps=self.steps, options=self.options) if n > 1 else (1.0, None))
+        self.calibration = calibration
+        with_calibration = (lambda: {**provenance(), "calibration": calibration}) if n > 1 else provenance  # noqa: E731
         write_volume(out, source=self.src, chunks=chunks, n_samples=n, keep_samples=keep_samples,
-                     provenance_fn=provenance, step=max(1, self.plan[0][1] - self.plan[0][0]), on_chunk=stats.add,
-                     scale=self.s, kept=f"the finished slabs stay in {store.dir}")
+                     provenance_fn=with_calibration, step=max(1, self.plan[0][1] - self.plan[0][0]),
+                     on_chunk=stats.add, scale=self.s, std_scale=k, kept=f"the finished slabs stay in {store.dir}")
         return stats
 
 
