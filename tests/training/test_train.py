@@ -88,6 +88,44 @@ def test_interrupted_checkpoint_write_keeps_the_previous_one(tmp_path, monkeypat
     assert not list(tmp_path.glob("*.tmp"))
 
 
+def test_a_full_disk_at_a_checkpoint_is_one_error_and_the_previous_checkpoint_stays(tmp_path, monkeypatch):
+    import builtins
+    import errno
+
+    from tomodiff.io.atomic import OutputWriteError
+    from tomodiff.training import train as train_mod
+
+    train(TrainConfig(steps=1, **TINY), tmp_path, progress=False, grid=False)
+    before = (tmp_path / "checkpoint.pt").read_bytes()
+    real_open = builtins.open
+
+    class Full:  # a file whose writes fail as on a full disk
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __enter__(self):
+            return self
+
+        def __exit__(self, *exc):
+            self.f.close()
+
+    def full_open(file, mode="r", *a, **kw):
+        f = real_open(file, mode, *a, **kw)
+        return Full(f) if "w" in mode and str(file).endswith(".tmp") else f
+
+    monkeypatch.setattr(builtins, "open", full_open)
+    with pytest.raises(OutputWriteError) as err:
+        train_mod._save_atomic({"x": 1}, tmp_path / "checkpoint.pt")
+    monkeypatch.undo()
+    assert str(err.value) == (f"No space left on device writing {tmp_path / 'checkpoint.pt'}; "
+                              "any earlier checkpoint.pt is unchanged")
+    assert (tmp_path / "checkpoint.pt").read_bytes() == before
+    assert not list(tmp_path.glob("*.tmp"))
+
+
 def test_held_out_scoring_keeps_and_exports_the_best(tmp_path):
     import json
 

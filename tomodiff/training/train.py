@@ -21,6 +21,7 @@ flips, 90° rotations, continuous rescaling (``scale_range``) and intensity jitt
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import math
 import os
@@ -34,6 +35,7 @@ import numpy as np
 import torch
 
 from .. import phantoms
+from ..io.atomic import write_bytes
 from ..priors.edm import NOISE_DISTRIBUTIONS, EDMDenoiser, heun_sample
 from ..priors.registry import network_shape, save_prior
 from ..priors.slab_prior import SlabPrior
@@ -210,18 +212,13 @@ def _device(name: str) -> torch.device:
 
 
 def _save_atomic(obj, path: Path) -> None:
-    """Write to a temporary file, flush it to disk, then rename: an interrupted write leaves the
-    previous file intact."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    """Serialise in memory, then write atomically (temporary file, fsync, rename): an interrupted or
+    failed write leaves the previous checkpoint intact, and a full disk is one clear
+    :class:`~tomodiff.io.atomic.OutputWriteError` (``torch.save`` straight to a file reports it as an
+    ``enforce fail``)."""
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    write_bytes(path, buf.getvalue())
 
 
 def save_sample_grid(denoiser, cfg: TrainConfig, path: Path, n: int, seed: int = 0, steps: int = 18) -> None:
