@@ -165,3 +165,18 @@ def test_streamed_file_std_is_k_times_std_raw(problem, fitted, tmp_path):
     assert raw.calibration["note"] == "raw sample spread, not calibrated for auto with gauss-test"
     with h5py.File(tmp_path / "raw.h5", "r") as f:
         assert not f["reconstruction/std"].attrs["calibrated"] and f["reconstruction/std"].attrs["k"] == 1.0
+
+
+def test_a_limited_arc_or_fan_beam_keeps_k_but_is_not_validated():
+    from tomodiff.ct import fan_beam
+
+    k8 = TABLE[("auto", "ct-slice", 8)]
+    full = parallel_beam((4, 16, 16), np.linspace(0, np.pi, 8, endpoint=False))
+    arc = parallel_beam((4, 16, 16), np.linspace(0, np.pi / 2, 8, endpoint=False))
+    fan = fan_beam((16, 16), np.linspace(0, 2 * np.pi, 8, endpoint=False), (24,), 40.0, 20.0)
+    k, r = lookup("auto", "ct-slice", geometry=full)
+    assert k == k8 and r["views"] == 8 and r["validated"]
+    k, r = lookup("auto", "ct-slice", geometry=arc)
+    assert k == k8 and not r["validated"] and "fitted on full arcs, this scan covers 90°" in r["note"]
+    k, r = lookup("auto", "ct-slice", geometry=fan)
+    assert k == k8 and not r["validated"] and "this scan is fan beam" in r["note"]

@@ -237,8 +237,8 @@ def _result(A, y, m, prior, mean, std, samples, nfe, used, params, scale_record,
     std_raw = std
     if std is not None:
         k, provenance["calibration"] = calibration_for(m.name, prior, views=getattr(geometry, "n_angles", None),
-                                                       n_samples=params["n_samples"], steps=params["steps"],
-                                                       options=options)
+                                                       geometry=geometry, n_samples=params["n_samples"],
+                                                       steps=params["steps"], options=options)
         std = std * k
     return Reconstruction(mean=mean, std=std, samples=samples, residual=residual, nfe=nfe, seconds=seconds,
                           peak_memory_mb=peak_mb, provenance=provenance, std_raw=std_raw)

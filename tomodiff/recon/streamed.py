@@ -206,7 +206,7 @@ class _FileRun:
                               "seconds": time.perf_counter() - t0, "created": created()}
         n = store.get(0)["samples"].shape[0]
         # the file's std is the calibrated one (k·std_raw, k = 1 where never fitted), as reconstruct()'s
-        k, calibration = (calibration_for(self.m.name, self.prior, views=self.src.geometry.n_angles, n_samples=n,
+        k, calibration = (calibration_for(self.m.name, self.prior, geometry=self.src.geometry, n_samples=n,
                                           steps=self.steps, options=self.options) if n > 1 else (1.0, None))
         self.calibration = calibration
         with_calibration = (lambda: {**provenance(), "calibration": calibration}) if n > 1 else provenance  # noqa: E731
