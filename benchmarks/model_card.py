@@ -147,11 +147,14 @@ def write_model_card(weights: Path, info: dict, tables: dict[str, dict], grid_pn
     return weights.with_suffix(".json")
 
 
-def real_ct_table(prior, volumes, sigmas=SIGMAS, n_per_volume: int = 12) -> dict:
-    """Denoising PSNR of ``prior`` vs the best Gaussian filter on held-out CT slices, per σ and scale."""
+def real_ct_table(prior, volumes, sigmas=SIGMAS, n_per_volume: int = 12, *, context: int = 0) -> dict:
+    """Denoising PSNR of ``prior`` vs the best Gaussian filter on held-out CT slices, per σ and scale.
+
+    context k > 0: each item is a ``(1, 1, 2k + 1, H, W)`` stack of noisy neighbours, denoised as a
+    volume and scored on its centre slice (a 2.5D prior sees the neighbours, a 2D one does not)."""
     rows = []
     for s in sigmas:
-        score = HeldOutScore(volumes, sigma=s, n_per_volume=n_per_volume)
+        score = HeldOutScore(volumes, sigma=s, n_per_volume=n_per_volume, context=context)
         r = score(prior.denoiser)
         for f, d in r["per_factor"].items():
             shape = tuple(score.sets[f][0][0].shape[2:])
@@ -175,7 +178,7 @@ def real_ct_table_md(t: dict, compare: dict | None = None, compare_name: str = "
                 line += f" | **{o['gain']:+.2f}** |"
         else:
             scale = "native" if r["factor"] == 1 else f"{r['factor']}× coarser"
-            h, w = r["example_shape"]
+            h, w = r["example_shape"][-2:]  # a 2.5D stack is (2k + 1, H, W)
             line = (f"| {r['sigma']} | {scale} | {r['n']} ({h}×{w}) | {r['gaussian_psnr']:.2f} "
                     f"| {r['prior_psnr']:.2f} | {r['gain']:+.2f} |")
             if compare:
@@ -258,7 +261,9 @@ def main(argv=None) -> int:
     prior = load_file(out)
     info = prior.info
     grid_png = out.with_name(f"{name}-samples.png")
-    if not (a.reuse_grid and grid_png.exists()):
+    if state["config"].get("context", 0):  # a 2.5D network samples stacks, not the images of this grid
+        grid_png = None
+    elif not (a.reuse_grid and grid_png.exists()):
         save_sample_grid(prior.net, TrainConfig(**state["config"]), grid_png, a.grid, seed=0)
     tables = {}
     cfg = state["config"]
@@ -287,8 +292,14 @@ def _main_real_ct(a, out: Path, prior, info: dict, state: dict, grid_png: Path) 
     """Model card of a prior trained on volume files, scored on the run's held-out test volumes."""
     cfg = state["config"]
     test = load_volumes(cfg["test_data"])
-    t = real_ct_table(prior, test)
-    ref = real_ct_table(load("slice-64", precision="fp32"), test) if info["name"] != "slice-64" else None
+    k = int(cfg.get("context", 0))
+    t = real_ct_table(prior, test, context=k)
+    if k:  # a 2.5D prior against the 2D one it extends, on the centre slices of the same stacks
+        ref_name = "ct-slice"
+        ref = real_ct_table(load("ct-slice", precision="fp32"), test, context=k)
+    else:
+        ref_name = "slice-64"
+        ref = real_ct_table(load("slice-64", precision="fp32"), test) if info["name"] != "slice-64" else None
     curve_png = out.with_name(f"{info['name']}-curve.png")
     run_dir = Path(a.run_dir)
     if (run_dir / "heldout.jsonl").exists():
@@ -308,17 +319,19 @@ def _main_real_ct(a, out: Path, prior, info: dict, state: dict, grid_png: Path) 
         "### Denoising held-out real CT", "",
         f"Test volumes {', '.join(t['volumes'])}: 12 axial slices each at native, 2× and 4× coarser scale (block "
         "averaging), noise x + σ·n, the Gaussian filter's width tuned per σ and scale on these same slices "
-        "(an oracle). "
-        "slice-64 (phantom-trained) on the same slices for comparison.", "",
-        real_ct_table_md(t, ref), "",
+        "(an oracle). " + (f"{2 * k + 1}-slice stacks, scored on the centre slice; ct-slice (2D) on the same "
+                            "stacks for comparison." if k else
+                            "slice-64 (phantom-trained) on the same slices for comparison."), "",
+        real_ct_table_md(t, ref, ref_name), "",
         "### Denoising the benchmark's 64³ phantoms (out of this prior's distribution)", "",
         _table_md(phantoms), "",
         *( [a.notes, ""] if a.notes else [] )])
-    write_model_card(out, info, {}, grid_png.name, notes)
+    write_model_card(out, info, {}, None if grid_png is None else grid_png.name, notes)
     card = json.loads(out.with_suffix(".json").read_text())
-    card["denoising"] = {"real_ct_test": t, "slice64_same_slices": ref, "benchmark 64³ phantoms": phantoms}
+    card["denoising"] = {"real_ct_test": t, f"{ref_name.replace('-', '')}_same_slices": ref,
+                         "benchmark 64³ phantoms": phantoms}
     out.with_suffix(".json").write_text(json.dumps(card, indent=1) + "\n")
-    print(real_ct_table_md(t, ref))
+    print(real_ct_table_md(t, ref, ref_name))
     return 0
 
 
