@@ -7,6 +7,7 @@ disk. Options that do not apply to the method or to the kind of FILE are errors.
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from .. import methods
@@ -19,6 +20,42 @@ def _scale(text: str):
     if text in ("auto", "none"):
         return text
     return POSITIVE(text)
+
+
+def _center_offset(text: str):
+    if text == "auto":
+        return text
+    return real()(text)
+
+
+_center_offset.__name__ = "number or auto"
+
+
+def _air_region(text: str) -> tuple[slice, slice]:
+    """``R0:R1,C0:C1`` (detector rows and columns, from 0, stop excluded) as two slices."""
+    out = []
+    for part in text.split(","):
+        a, sep, b = part.partition(":")
+        try:
+            lo, hi = int(a), int(b)
+        except ValueError:
+            lo = hi = -1
+        if not sep or lo < 0 or hi <= lo:
+            raise argparse.ArgumentTypeError(f"expected ROW0:ROW1,COL0:COL1 (e.g. 0:20,0:20), got {text!r}")
+        out.append(slice(lo, hi))
+    if len(out) != 2:
+        raise argparse.ArgumentTypeError(f"expected ROW0:ROW1,COL0:COL1 (e.g. 0:20,0:20), got {text!r}")
+    return out[0], out[1]
+
+
+def _rings(text: str) -> str:
+    from ..io.rings import parse_chain  # start-up time (algotom itself loads only when the steps run)
+
+    try:
+        parse_chain(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err).split(": ", 1)[-1]) from None
+    return text
 
 
 def add_parser(sub):
@@ -67,22 +104,41 @@ def add_parser(sub):
                    help="read the sinogram and write the volume slab by slab (memory bounded by the slab; implied "
                         "under torchrun, which shares the slabs among the ranks)")
     p.add_argument("--keep-samples", action="store_true", help="also store the individual samples")
-    scan = p.add_argument_group("raw scans (DXchange/NXtomo, TIFF stacks)")
+    scan = p.add_argument_group("raw scans (DXchange/NXtomo, TIFF stacks, .npy/.npz)")
     scan.add_argument("--flats", help="TIFF flat (open-beam) frames: a folder or a quoted glob")
     scan.add_argument("--darks", help="TIFF dark frames: a folder or a quoted glob")
-    scan.add_argument("--angles", help="TIFF scans: START:STOP:COUNT in degrees (both ends included, e.g. 0:180:181) "
+    scan.add_argument("--angles", help="TIFF stacks, .npy sinograms, .npz without angles: START:STOP:COUNT, both ends "
+                                       "included, in degrees unless suffixed (0:180:181, 0:60:61deg, 0:3.1416:181rad), "
                                        "or a text file of angles in degrees")
-    scan.add_argument("--center-offset", type=real(), default=None,
-                      help="rotation axis minus detector centre, in detector pixels (default: 0)")
+    scan.add_argument("--center-offset", type=_center_offset, default=None, metavar="PX|auto",
+                      help="rotation axis minus detector centre, in detector pixels, or auto: found from the data "
+                           "(parallel beam; recorded with its confidence in the provenance) (default: 0, with a "
+                           "warning when the data look off-centre)")
     scan.add_argument("--thin", type=int_at_least(1), default=None,
                       help="keep every N-th angle (sparse view; also for project files)")
     scan.add_argument("--rows", help="detector rows START:STOP to reconstruct (default: all)")
-    scan.add_argument("--pixel-size", type=POSITIVE, default=None,
+    scan.add_argument("--pixel-size", "--detector-pixel", dest="pixel_size", type=POSITIVE, default=None,
+                      metavar="MM",
                       help="detector pixel size in a length unit, e.g. 0.0065 (mm): attenuation then comes out "
-                           "per that unit (default: 1, i.e. per pixel)")
-    scan.add_argument("--voxel-size", type=POSITIVE, default=None,
-                      help="voxel edge in the same unit (default: the pixel size); the volume gets "
-                           "round(columns·pixel/voxel) voxels across")
+                           "per that unit (default: 1, i.e. per pixel); fan/cone beam: the unit of the distances")
+    scan.add_argument("--voxel-size", type=POSITIVE, default=None, metavar="MM",
+                      help="voxel edge in the same unit (default: the pixel size at the rotation axis, "
+                           "pixel x source-origin / source-detector); the volume spans the detector's field of view")
+    scan.add_argument("--geometry", choices=("parallel", "fan", "cone"), default=None,
+                      help="the beam (default: parallel); fan is 2D: one detector row (a 2D sinogram or --rows R:R+1)")
+    scan.add_argument("--source-origin", type=POSITIVE, default=None, metavar="MM",
+                      help="fan/cone: source to rotation axis, in the unit of --detector-pixel")
+    scan.add_argument("--source-detector", type=POSITIVE, default=None, metavar="MM",
+                      help="fan/cone: source to detector (or give --origin-detector; both must agree)")
+    scan.add_argument("--origin-detector", type=NON_NEGATIVE, default=None, metavar="MM",
+                      help="fan/cone: rotation axis to detector")
+    scan.add_argument("--rings", type=_rings, default=None, metavar="STEP[+STEP]",
+                      help="stripe/ring and zinger removal before reconstruction (algotom): sort, filter, all, zinger, "
+                           "joined by + and with parameters as NAME:KEY=VALUE (e.g. zinger+sort:size=31); recorded "
+                           "in the provenance")
+    scan.add_argument("--air-region", type=_air_region, default=None, metavar="R0:R1,C0:C1",
+                      help="raw counts: detector rows and columns of open air; each projection is rescaled so its "
+                           "median transmission there is 1 (for flats brighter than the air)")
     p.add_argument("--out", type=Path, required=True, help="HDF5 file to write (never one of the inputs)")
     add_common(p)
     p.set_defaults(func=run, seed=None)
@@ -94,12 +150,18 @@ def load_problem(args):
     from ..io.problem import file_kind  # start-up time
     from ..io.problem import load_problem as load  # start-up time
 
+    from ..io.beam import Beam, resolve_distances  # start-up time
+
     kind = file_kind(args.file)
     refuse_for_kind(args, kind)
     rows = (lambda n: parse_rows(args.rows, n)) if args.rows else None
+    beam = Beam()
+    if args.geometry not in (None, "parallel"):
+        so, od = resolve_distances(args.source_origin, args.source_detector, args.origin_detector)
+        beam = Beam(kind=args.geometry, source_origin=so, origin_detector=od)
     return load(args.file, kind=kind, thin=args.thin or 1, rows=rows, pixel_size=args.pixel_size,
                 voxel_size=args.voxel_size, center_offset=args.center_offset, flats=args.flats, darks=args.darks,
-                angles=args.angles)
+                angles=args.angles, beam=beam, rings=args.rings, air_region=args.air_region)
 
 
 def _solver_kwargs(args, m, problem, y, prior) -> dict:
@@ -166,14 +228,16 @@ def _in_memory(args) -> int:
     if known:
         r.provenance["scale"]["rule"] = "auto: the file's recorded mu_max (the simulated volume's maximum)"
     data, q = project_data(r, problem, source=str(args.file), pixel_size=args.pixel_size)
+    if problem.preprocessing is not None:  # measured data: normalisation, rings, centre, beam
+        data.provenance["preprocessing"] = problem.preprocessing
     write_project(args.out, data)
     if args.checkpoint is not None:  # only now is the result safe on disk
         remove_checkpoint(args.checkpoint)
-    _report(args, m, r, q)
+    _report(args, m, r, q, problem.preprocessing)
     return 0
 
 
-def _report(args, m, r, q) -> None:
+def _report(args, m, r, q, preprocessing=None) -> None:
     n_samples = r.provenance.get("n_samples", 1)
     summary = {"method": args.method, "psnr": q["psnr"], "ssim": q["ssim"], "data_range": q["data_range"],
                "seconds": r.seconds, "nfe": r.nfe, "peak_memory_mb": r.peak_memory_mb, "residual": r.residual,
@@ -191,5 +255,11 @@ def _report(args, m, r, q) -> None:
         summary["tv_weight"] = {k: weight.get(k) for k in ("rule", "lam", "target", "result_chi2_per_m")}
         chi2 = weight.get("result_chi2_per_m")
         u += f", weight {weight['lam']:.3g} ({weight['rule']}" + (f", chi2/m {chi2:.3g})" if chi2 is not None else ")")
-    emit(args, summary, [f"{args.method}: {r.seconds:.1f} s, NFE {r.nfe}, residual {r.residual:.3g}{qtext}{u}",
+    center = (preprocessing or {}).get("center") or {}
+    lines = []
+    if center.get("rule") == "auto":
+        summary["center"] = {k: center[k] for k in ("offset_px", "column", "metric", "method")}
+        lines.append(f"centre of rotation: offset {center['offset_px']:+.2f} px (column {center['column']:.2f}; "
+                     f"{center['method']}, metric {center['metric']:.3g})")
+    emit(args, summary, lines + [f"{args.method}: {r.seconds:.1f} s, NFE {r.nfe}, residual {r.residual:.3g}{qtext}{u}",
                          f"wrote {args.out}  (view: tomodiff view {args.out})"])

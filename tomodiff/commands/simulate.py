@@ -15,11 +15,12 @@ def add_parser(sub):
     src.add_argument("--phantom", help="a benchmark-set name (e.g. shepp_logan_64_a) or FAMILY:SEED[:SIZE]")
     src.add_argument("--volume", help="a volume file: FILE.npy, FILE.h5 or FILE.h5:DATASET")
     p.add_argument("--views", type=int_at_least(1), default=16, help="number of projection angles (default: %(default)s)")
-    p.add_argument("--geometry", choices=("parallel", "cone"), default="parallel",
-                   help="parallel beam over 180 degrees or cone beam over 360 (default: %(default)s)")
+    p.add_argument("--geometry", choices=("parallel", "fan", "cone"), default="parallel",
+                   help="parallel beam over 180 degrees, fan beam (2D: the volume's middle axial slice) or cone beam "
+                        "over 360 (default: %(default)s)")
     p.add_argument("--arc", type=POSITIVE, default=None, metavar="DEG",
-                   help="a limited arc of DEG degrees instead of the full one (parallel: at most 180, cone: 360); "
-                        "views equally spaced over [0, DEG)")
+                   help="a limited arc of DEG degrees instead of the full one (parallel: at most 180, fan and cone: "
+                        "360); views equally spaced over [0, DEG)")
     p.add_argument("--noise", type=NON_NEGATIVE, default=0.01,
                    help="Gaussian noise std relative to the largest line integral (default: %(default)s)")
     p.add_argument("--voxel-size", type=POSITIVE, default=1.0, help="voxel edge in world units (default: %(default)s)")
@@ -48,7 +49,10 @@ def _simulate(args, loaded) -> int:
     from ..io import ProjectData, write_project  # start-up time
 
     volume, desc = loaded
-    y, geometry, sigma_y = simulate_scan(volume, views=args.views, kind=args.geometry, noise=args.noise,
+    if args.geometry == "fan":  # fan beam is 2D: the middle axial slice is the object
+        volume = volume[volume.shape[0] // 2]
+        info(f"fan beam is 2D: simulating the middle axial slice of the volume ({tuple(volume.shape)})")
+    y, geometry, sigma_y = simulate_scan(volume[None] if volume.dim() == 2 else volume, views=args.views, kind=args.geometry, noise=args.noise,
                                          seed=args.seed, voxel_size=args.voxel_size, arc_deg=args.arc)
     provenance = {"command": "simulate", "volume": desc.get("source"), "views": args.views, "arc_deg": args.arc,
                   "geometry_kind": args.geometry, "noise_relative": args.noise, "sigma_y": sigma_y,

@@ -182,14 +182,40 @@ class Geometry:
         return cls(**d)
 
     def __repr__(self) -> str:
-        args = [f"volume_shape={self.volume_shape!r}", f"angles={self.angles!r}",
+        """A valid call (``eval(repr(g), vars(tomodiff.ct)) == g``) while there are at most
+        :data:`REPR_MAX_ANGLES` angles; beyond that the angles are summarised (``<121 angles, 0–60°,
+        0.5° steps>``) so that messages naming a geometry stay one readable line (``to_dict()`` is
+        the lossless form)."""
+        angles = repr(self.angles) if self.n_angles <= REPR_MAX_ANGLES else f"<{describe_angles(self.angles)}>"
+        args = [f"volume_shape={self.volume_shape!r}", f"angles={angles}",
                 f"det_shape={self.det_shape!r}"]
         if self.kind != "parallel":
             args += [f"source_distance={self.source_distance!r}",
                      f"detector_distance={self.detector_distance!r}"]
-        args += [f"voxel_size={self.voxel_size!r}", f"det_spacing={self.det_spacing!r}",
-                 f"center_offset={self.center_offset!r}"]
+        # the factories' defaults (1.0, 1.0, 0.0) are left out: the call is the same, the line shorter
+        args += [f"{name}={getattr(self, name)!r}" for name, default in
+                 (("voxel_size", 1.0), ("det_spacing", 1.0), ("center_offset", 0.0)) if getattr(self, name) != default]
         return f"{_FACTORY[self.kind]}({', '.join(args)})"
+
+
+#: Geometries with more angles than this have their angles summarised in ``repr`` (see ``Geometry.__repr__``).
+REPR_MAX_ANGLES = 16
+
+
+def describe_angles(angles) -> str:
+    """A short summary of a list of angles (radians) for messages: ``"121 angles, 0–60°, 0.5° steps"``
+    (equally spaced), ``"181 angles, 0–179°"`` (not equally spaced), ``"1 angle, 90°"``."""
+    a = [float(v) for v in _as_list(angles)]
+    if not a:
+        return "no angles"
+    deg = [math.degrees(v) for v in a]
+    if len(a) == 1:
+        return f"1 angle, {deg[0]:.4g}°"
+    text = f"{len(a)} angles, {deg[0]:.4g}–{deg[-1]:.4g}°"
+    steps = [b - c for b, c in zip(deg[1:], deg[:-1])]
+    if max(steps) - min(steps) <= 1e-6 * max(1.0, abs(steps[0])):
+        text += f", {steps[0]:.4g}° steps"
+    return text
 
 
 # ---------------------------------------------------------------------- factories

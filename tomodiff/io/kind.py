@@ -1,6 +1,8 @@
 """What kind of file a path is: a tomodiff project file, a measured scan, or neither (and why).
 
-The one place that decides it, used by the CLI, the napari reader and the napari widget.
+The one place that decides it, used by the CLI, the napari reader and the napari widget. Numpy
+scans (``.npy``/``.npz``, :mod:`tomodiff.io.array_scan`) are checked by :func:`probe_array`, which
+only the CLI uses (the napari reader takes HDF5 files).
 """
 
 from __future__ import annotations
@@ -51,6 +53,26 @@ def probe(path) -> str:
         raise FileKindError(f"{path}: damaged HDF5 file ({_first_line(err)})") from err
     raise FileKindError(f"{path}: an HDF5 file, but neither a tomodiff project file (no format='tomodiff' "
                         "attribute) nor a DXchange (/exchange/data) or NXtomo (instrument/detector/data) scan")
+
+
+ARRAY_SUFFIXES = (".npy", ".npz")
+_MAGIC = {".npy": b"\x93NUMPY", ".npz": b"PK"}
+
+
+def probe_array(path) -> str:
+    """``"array"`` for a ``.npy`` or ``.npz`` file that starts as one (numpy's or zip's signature),
+    else FileNotFoundError / :class:`FileKindError` with a one-line message."""
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file")
+    suffix = path.suffix.lower()
+    if path.is_dir() or suffix not in _MAGIC:
+        raise FileKindError(f"{path}: expected a .npy or .npz file")
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if not head.startswith(_MAGIC[suffix]):
+        raise FileKindError(f"{path}: not a {suffix} file (no {'numpy' if suffix == '.npy' else 'zip'} signature)")
+    return "array"
 
 
 def file_kind(path) -> str | None:
