@@ -22,3 +22,15 @@ def shared_data() -> Path:
     if path is None:
         pytest.skip("real data not found: set TOMODIFF_SHARED_DATA or put shared/data beside the repo")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _matrix_cache_in_tmp(tmp_path_factory):
+    """Projector matrices go to a session folder, never the user's cache (CLI subprocesses inherit it)."""
+    old = os.environ.get("TOMODIFF_CACHE")
+    os.environ["TOMODIFF_CACHE"] = str(tmp_path_factory.mktemp("tomodiff-cache"))
+    yield
+    if old is None:
+        os.environ.pop("TOMODIFF_CACHE", None)
+    else:
+        os.environ["TOMODIFF_CACHE"] = old

@@ -25,7 +25,8 @@ from ._version import __version__
 from .io.atomic import Terminated, install_sigterm_handler
 
 # module names under tomodiff.commands, in the order --help lists them
-COMMANDS = ["demo", "simulate", "reconstruct", "benchmark", "demo2d", "train_prior", "info", "view", "selftest"]
+COMMANDS = ["demo", "simulate", "reconstruct", "benchmark", "demo2d", "train_prior", "info", "view", "selftest",
+            "cache"]
 
 
 class _Parser(argparse.ArgumentParser):

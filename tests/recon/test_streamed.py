@@ -3,6 +3,7 @@ leaves earlier results intact, an output open in a reader is replaced whole."""
 
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -100,7 +101,7 @@ def test_a_full_disk_leaves_the_earlier_output_and_the_slabs(tmp_path):
     out.write_bytes(b"an earlier result")
     before = hashlib.sha256(out.read_bytes()).hexdigest()
     run = subprocess.run([sys.executable, "-c", FULL_DISK, str(tmp_path / "in.h5"), str(out), str(64 * 1024)],
-                         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}, capture_output=True, text=True,
+                         env={"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin", "TOMODIFF_CACHE": os.environ.get("TOMODIFF_CACHE", "off")}, capture_output=True, text=True,
                          timeout=120)
     assert run.returncode == 0, run.stderr[-3000:]
     assert run.stdout.startswith("OutputWriteError: could not write") and "not enough space" in run.stdout
