@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import methods
 from ._common import (NON_NEGATIVE, POSITIVE, add_common, device, emit, info, int_at_least, load_prior, parse_rows,
-                      real, removed_unless_used, std_note)
+                      real, refuse_inapplicable, removed_unless_used, std_note)
 from .reconstruct_args import check_args, refuse_for_kind
 
 
@@ -81,9 +81,15 @@ def add_parser(sub):
                    help=f"posterior samples; the std needs >= 2 (default: {methods.DEFAULT_SAMPLES})")
     p.add_argument("--sigma-y", type=NON_NEGATIVE, default=None,
                    help="diffusion methods and tv: measurement noise std in the units of the line integrals "
-                        "(default: the file's provenance, else for diffusion 0.01·max|y|; tv then takes "
-                        "0.006 x views). tv chooses its weight from it: the result's chi2/m = "
-                        f"{methods.TV_CHI2_TARGET:g}")
+                        "(default: the file's provenance; a raw scan with flats: from the counts, sqrt of the "
+                        "mean Poisson variance per ray; else from the sinogram, the MAD of its second difference "
+                        "along the detector; the rule is printed and recorded). tv chooses its weight from it: "
+                        f"the result's chi2/m = {methods.TV_CHI2_TARGET:g} (with --weights pwls, the std after "
+                        "weighting). Diffusion samplers take this one scalar, not a per-ray std")
+    p.add_argument("--weights", choices=("pwls", "none"), default=None,
+                   help="sirt, cgls, tv: weight each ray by 1/variance from the counts (penalised weighted least "
+                        "squares: dark, noisy rays count less) or not (default: pwls for a raw scan with flats, "
+                        "none otherwise; pwls needs the counts)")
     p.add_argument("--iters", type=int_at_least(1), help="iterations of sirt/cgls/tv")
     p.add_argument("--lam", type=NON_NEGATIVE,
                    help="TV weight for --method tv, for the volume after the scale step (values near [0, 1]); "
@@ -164,23 +170,76 @@ def load_problem(args):
                 angles=args.angles, beam=beam, rings=args.rings, air_region=args.air_region)
 
 
-def _solver_kwargs(args, m, problem, y, prior) -> dict:
-    """reconstruct()'s arguments from the command line (the noise level: given, the file's, else a guess)."""
+PWLS_METHODS = ("sirt", "cgls", "tv")
+NOISE_RULES = {"counts": "from the counts (Poisson, flats and darks): sqrt of the mean per-ray variance",
+               "sinogram MAD": "from the sinogram: MAD of its second difference along the detector"}
+
+
+def check_weights_arg(args) -> None:
+    """``--weights`` only for sirt, cgls and tv, in memory (the streaming path reads no counts)."""
+    from ..recon.distributed import launched  # start-up time
+
+    if args.method not in PWLS_METHODS:
+        refuse_inapplicable(args, ("weights",), f"to --method {args.method} (sirt, cgls and tv only)")
+    if args.stream or launched():
+        refuse_inapplicable(args, ("weights",), "on the streaming path (--stream, torchrun): reconstruct without "
+                                                "--stream")
+
+
+def noise_level(args, problem, y) -> tuple[float | None, str]:
+    """``(sigma_y, rule)`` in ``y``'s units: ``--sigma-y``, the file's, the counts'
+    (:func:`~tomodiff.io.noise.effective_sigma` of ``problem.variance``) or the sinogram's
+    (:func:`~tomodiff.io.noise.estimate_sigma_y`); the estimated rules print one info line."""
+    from ..io.noise import effective_sigma, estimate_sigma_y  # start-up time
+
+    if args.sigma_y is not None:
+        return args.sigma_y, "given (--sigma-y)"
+    if problem.sigma_y is not None:
+        return problem.sigma_y, "the file's provenance"
+    if problem.variance is not None:
+        sigma_y, rule = effective_sigma(problem.variance), "counts"
+    else:
+        sigma_y, rule = estimate_sigma_y(y), "sinogram MAD"
+    info(f"sigma_y {NOISE_RULES[rule]} = {sigma_y:.4g}")
+    return sigma_y, rule
+
+
+def pwls_variance(args, m, problem):
+    """The per-ray variance for PWLS weights (``problem.variance``) or ``None`` (``--weights none``,
+    no counts, or not sirt/cgls/tv); ``--weights pwls`` without counts is an error."""
+    if m.name not in PWLS_METHODS or args.weights == "none":
+        return None
+    if problem.variance is None:
+        if args.weights == "pwls":
+            raise ValueError(f"--weights pwls needs the counts of a raw scan with flats; {args.file} has none "
+                             "(a project file or line integrals): use --weights none")
+        return None
+    return problem.variance
+
+
+def _solver_kwargs(args, m, problem, y, prior, noise=None) -> dict:
+    """reconstruct()'s arguments from the command line. ``noise``: ``(sigma_y, rule)`` from
+    :func:`noise_level`. With PWLS weights (``weights`` = 1/variance, mean 1) TV's weight search takes
+    the std of the weighted noise (:func:`~tomodiff.io.noise.whitened_sigma`); diffusion samplers take
+    the scalar effective std (their likelihood has one ``sigma_y``: whitening the operator would lose
+    the projector geometry that the slabs and the scale step need)."""
+    from ..io.noise import weights_from_variance, whitened_sigma  # start-up time
+
+    sigma_y, rule = noise if noise is not None else noise_level(args, problem, y)
     kw = {}
+    variance = pwls_variance(args, m, problem)
+    if variance is not None:
+        kw["weights"] = weights_from_variance(variance)
     if m.diffusion:
-        sigma_y = args.sigma_y if args.sigma_y is not None else problem.sigma_y
-        if sigma_y is None:
-            sigma_y = methods.SIGMA_Y_FRACTION * float(y.abs().max())
-            info(f"sigma_y not given nor in the file: assuming 1% of max|y| = {sigma_y:.4g}")
         kw = dict(prior=prior, steps=args.steps, n_samples=args.samples or methods.DEFAULT_SAMPLES, sigma_y=sigma_y,
                   guard=args.guard, seed=args.seed or 0, slab=args.slab or methods.DEFAULT_SLAB,
                   checkpoint=args.checkpoint, remove_checkpoint=False, keep_samples=args.keep_samples)
     elif m.name == "tv" and args.lam is None:  # the weight comes from the noise level when it is known
-        sigma_y = args.sigma_y if args.sigma_y is not None else problem.sigma_y
         if sigma_y:
-            kw["sigma_y"] = sigma_y
+            estimated = rule in NOISE_RULES
+            kw["sigma_y"] = whitened_sigma(variance) if variance is not None and estimated else sigma_y
         else:
-            how = "--sigma-y 0" if args.sigma_y is not None else "none given (--sigma-y) nor in the file"
+            how = "--sigma-y 0" if args.sigma_y is not None else "the file records sigma_y 0"
             info(f"tv: no noise level ({how}): weight {methods.TV_LAM_PER_VIEW:g} x views")
     if args.iters is not None:
         kw["n_iter"] = args.iters
@@ -189,11 +248,35 @@ def _solver_kwargs(args, m, problem, y, prior) -> dict:
     return kw
 
 
+def noise_record(A, r, problem, y, noise, weighted: bool) -> dict:
+    """The provenance's ``noise``: the rule and σ_y, whether PWLS weights were used, and the χ²/m of
+    the result against σ_y (and, with counts, ``Σ r_i²/Var_i / m``, the per-ray one)."""
+    import torch  # start-up time
+
+    from ..recon.consistency import data_consistency  # start-up time
+
+    sigma_y, rule = noise
+    out = {"rule": rule, "sigma_y": sigma_y, "weights": "pwls" if weighted else "none"}
+    if sigma_y:
+        out["chi2_per_m"] = data_consistency(A, r.mean, y, sigma_y)["chi2_per_m"]
+    if problem.variance is not None:
+        from ..io.noise import OUTLIER_FACTOR  # start-up time
+
+        with torch.no_grad():
+            res2 = (y - A.forward(r.mean.to(y))).double().pow(2)[0, 0].cpu()
+        v = torch.from_numpy(problem.variance).double()
+        keep = v <= OUTLIER_FACTOR * v.median()  # as effective_sigma: dead and clipped rays are left out
+        out["chi2_per_m_per_ray"] = float((res2[keep] / v[keep]).mean())
+    return out
+
+
 def run(args) -> int:
     from ..recon.distributed import launched  # start-up time
 
     if args.stream or launched():  # torchrun or --stream: slab by slab on every rank (reconstruct_streamed.py)
         from .reconstruct_streamed import run_streamed  # start-up time
+
+        check_weights_arg(args)
 
         return run_streamed(args)
     if args.overlap is not None:
@@ -202,6 +285,7 @@ def run(args) -> int:
     from ..io.lock import output_lock  # start-up time
 
     check_args(args)
+    check_weights_arg(args)
     with output_lock(args.out, args.checkpoint), removed_unless_used(args.checkpoint):  # one writer per output
         return _in_memory(args)
 
@@ -223,10 +307,16 @@ def _in_memory(args) -> int:
     known = scale == "auto" and problem.mu_max is not None
     if known:  # the simulated object's range is known: better than an estimate from a quick FBP
         scale = problem.mu_max
-    r = reconstruct(Projector(problem.geometry, device=dev), y, method=args.method, scale=scale,
-                    progress=not args.json, **_solver_kwargs(args, m, problem, y, prior))
+    # the noise level only where a method uses it, or where the data are measured (χ²/m then checks the fit)
+    measured = problem.kind != "project"
+    noise = noise_level(args, problem, y) if (m.diffusion or m.name == "tv" or measured) else (None, "unused")
+    kw = _solver_kwargs(args, m, problem, y, prior, noise)
+    A = Projector(problem.geometry, device=dev)
+    r = reconstruct(A, y, method=args.method, scale=scale, progress=not args.json, **kw)
     if known:
         r.provenance["scale"]["rule"] = "auto: the file's recorded mu_max (the simulated volume's maximum)"
+    if measured:  # how σ_y was found and the fit's χ²/m against it (project files: unchanged)
+        r.provenance["noise"] = noise_record(A, r, problem, y, noise, "weights" in kw)
     data, q = project_data(r, problem, source=str(args.file), pixel_size=args.pixel_size)
     if problem.preprocessing is not None:  # measured data: normalisation, rings, centre, beam
         data.provenance["preprocessing"] = problem.preprocessing
@@ -250,6 +340,11 @@ def _report(args, m, r, q, preprocessing=None) -> None:
     dc = r.provenance.get("data_consistency") or {}
     if dc.get("chi2_per_m") is not None:
         u += f", chi2/m {dc['chi2_per_m']:.3g} (worst view {max(dc['chi2_per_view']):.3g})"
+    noise = r.provenance.get("noise")
+    if noise is not None:
+        summary["noise"] = noise
+        if noise.get("chi2_per_m") is not None and not dc:
+            u += f", chi2/m {noise['chi2_per_m']:.3g} (sigma_y {noise['sigma_y']:.3g}: {noise['rule']})"
     weight = r.provenance.get("tv_weight")
     if weight is not None:
         summary["tv_weight"] = {k: weight.get(k) for k in ("rule", "lam", "target", "result_chi2_per_m")}

@@ -6,6 +6,9 @@ step and conjugation coefficients. Without ever forming ``AᵀA`` this minimises
 the growing Krylov spaces ``x0 + span{s0, AᵀA s0, ...}``, so ``‖y − A x_k‖`` never increases and
 the error ``‖x_k − x*‖`` decreases too; ``‖Aᵀ r_k‖`` is *not* monotone in theory.
 Each item has its own ``alpha``/``beta``, so the result of an item does not depend on the batch.
+
+PWLS (``weights`` ``w``): CGLS on ``(W^½ A, W^½ y)``, i.e. ``argmin Σ_i w_i (A x − y)_i²``; ``r`` is
+then the weighted residual ``W^½(y − A x)``. Scaling ``w`` does not change the iterates.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import torch
 from ..operators.base import LinearOperator
 from ._common import (Callback, check_measurement, check_n_iter, check_operator, check_x0,
                       item_dot, iterations, per_item, safe_div)
+from .weights import SqrtWeighted, check_weights
 
 
 def cgls(A: LinearOperator, y: torch.Tensor, *, n_iter: int = 20, x0: torch.Tensor | None = None,
-         callback: Callback | None = None, progress: bool = True) -> torch.Tensor:
+         weights=None, callback: Callback | None = None, progress: bool = True) -> torch.Tensor:
     """Least-squares ``argmin ‖A x − y‖²`` by ``n_iter`` CGLS iterations (early iterations regularise).
 
     Parameters
@@ -33,6 +37,9 @@ def cgls(A: LinearOperator, y: torch.Tensor, *, n_iter: int = 20, x0: torch.Tens
         moving (their step becomes 0).
     x0:
         Starting point ``(B, C, *A.domain_shape)``; zeros by default.
+    weights:
+        PWLS weights per ray (``1/Var y_i`` or proportional; 0 ignores a ray), shape
+        ``A.range_shape`` or ``y``'s; ``None``: unweighted least squares.
     callback:
         ``callback(k, x)`` after iteration ``k`` (1-based); return value ignored.
     progress:
@@ -48,6 +55,9 @@ def cgls(A: LinearOperator, y: torch.Tensor, *, n_iter: int = 20, x0: torch.Tens
     y = check_measurement(A, y, name)
     n_iter = check_n_iter(n_iter, name)
     x = check_x0(A, x0, y, name)
+    w = check_weights(A, weights, y, name)
+    if w is not None:  # CGLS on the weighted problem (W^½ A, W^½ y)
+        A, y = SqrtWeighted(A, w), w.sqrt() * y
 
     with torch.no_grad():
         r = y - A.forward(x) if x0 is not None else y.clone()

@@ -22,6 +22,7 @@ from .sirt import sirt
 from .tv import tv
 from .tv_weight import discrepancy_weight
 from .warm_start import warm_start
+from .weights import SqrtWeighted, check_weights, normalized
 
 _CLASSICAL = {"sirt": sirt, "cgls": cgls, "tv": tv}
 
@@ -31,12 +32,27 @@ def solve_classical(A, y, method: str, options: dict, *, sigma_y: float | None =
     """``(x, options as used, notes)`` of classical ``method`` on ``(A, y)``; ``x`` is ``(B, C, *A.domain_shape)``.
 
     sigma_y: the noise std in ``y``'s units, ``None`` or 0 when unknown. TV without ``lam`` takes its
-        weight from it (:func:`tv_weight`); FBP, SIRT and CGLS do not use it.
+        weight from it (:func:`tv_weight`); FBP, SIRT and CGLS do not use it. With ``weights``, the
+        std of the whitened noise: ``(mean 1/Var)^{-½}`` for ``weights = 1/Var``
+        (:func:`tomodiff.io.noise.weights_from_variance` returns weights of mean 1 with that meaning).
+    options["weights"]: PWLS weights per ray for sirt, cgls and tv (:mod:`tomodiff.recon.weights`);
+        TV's weight search then runs on the whitened problem ``(W̃^½ A, W̃^½ y)``.
     callback: ``callback(done, total)`` after each iteration (FBP: once; TV's weight search reports
         ``done = 0``, so that raising in the callback aborts it too).
-    notes: ``{}``, or for TV ``{"tv_weight": record}`` (:func:`tv_weight`), for provenance.
+    notes: ``{}``, or for TV ``{"tv_weight": record}`` (:func:`tv_weight`), for provenance; with weights
+        also ``{"weights": {"rule": "PWLS", "min", "max"}}`` (of the weights rescaled to mean 1), and the
+        options as used name the weights instead of holding the tensor.
     """
     opts = methods.with_defaults(method, options)
+    weights = opts.get("weights")
+    notes = {}
+    if weights is not None:
+        if method not in _CLASSICAL:
+            raise ValueError(f"{method}: weights (PWLS) apply to sirt, cgls and tv, not {method}")
+        w = normalized(check_weights(A, weights, y, method))
+        opts["weights"] = w
+        notes["weights"] = {"rule": "PWLS: 1/variance per ray, rescaled to mean 1", "min": float(w.min()),
+                            "max": float(w.max())}
     if callback is not None and method != "fbp":
         opts["callback"] = lambda k, x: callback(k, opts["n_iter"])
     if method == "fbp":
@@ -45,17 +61,27 @@ def solve_classical(A, y, method: str, options: dict, *, sigma_y: float | None =
             callback(1, 1)
         return out, opts, {}
     if method != "tv":
-        return _CLASSICAL[method](A, y, progress=progress, **opts), opts, {}
+        return _CLASSICAL[method](A, y, progress=progress, **opts), _described(opts), notes
     searched = "lam" not in opts
+    # the weight search and the χ²/m check see the whitened problem: PWLS TV is plain TV on it
+    A_s, y_s = (A, y) if weights is None else (SqrtWeighted(A, opts["weights"]), opts["weights"].sqrt() * y)
     if searched:
-        opts["lam"], record = tv_weight(A, y, sigma_y, nonneg=opts.get("nonneg", True), op_norm=opts.get("op_norm"),
+        opts["lam"], record = tv_weight(A_s, y_s, sigma_y, nonneg=opts.get("nonneg", True), op_norm=opts.get("op_norm"),
                                         callback=None if callback is None else lambda k, x: callback(0, opts["n_iter"]))
     else:
         record = {"rule": "given", "lam": float(opts["lam"])}
     x = tv(A, y, progress=progress, **opts)
     if searched and record["target"] is not None:  # the result's own χ²/m (the search's points iterated more)
-        record["result_chi2_per_m"] = data_consistency(A, x, y, sigma_y)["chi2_per_m"]
-    return x, opts, {"tv_weight": record}
+        record["result_chi2_per_m"] = data_consistency(A_s, x, y_s, sigma_y)["chi2_per_m"]
+    return x, _described(opts), {"tv_weight": record, **notes}
+
+
+def _described(opts: dict) -> dict:
+    """The options as used, with a weights tensor named by its shape (provenance holds no arrays)."""
+    w = opts.get("weights")
+    if isinstance(w, torch.Tensor):
+        return {**opts, "weights": f"PWLS per ray, shape {tuple(w.shape)}, mean 1"}
+    return opts
 
 
 def tv_weight(A, y, sigma_y: float | None, **kw) -> tuple[float, dict]:

@@ -12,6 +12,10 @@ have the same norm (this balances the two dual updates), ``p``/``q`` the dual va
 term and of TV, ``tau``/``sigma`` the primal/dual steps with ``tau·sigma·‖K‖² < 1``, ``x_bar`` the
 over-relaxed primal point (θ = 1). The primal objective is not monotone along PDHG iterates, but it
 converges to the minimum.
+
+PWLS (``weights`` ``w``, e.g. 1/variance of each ray): the data term becomes ``½ Σ_i w̃_i (A x − y)_i²``
+with ``w̃ = w / mean(w)`` (mean 1 per item, so that ``lam`` keeps its unweighted meaning); it is PDHG
+on ``(W̃^½ A, W̃^½ y)``, whose norm is estimated by power iteration unless ``op_norm`` gives it.
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import torch
 from ..operators.base import LinearOperator
 from ._common import (Callback, check_measurement, check_n_iter, check_operator, check_positive,
                       check_x0, iterations)
+from .weights import SqrtWeighted, check_weights, normalized
 
 
 def gradient(x: torch.Tensor, ndim: int) -> torch.Tensor:
@@ -49,17 +54,20 @@ def divergence(g: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def tv_objective(A: LinearOperator, x: torch.Tensor, y: torch.Tensor, lam: float) -> torch.Tensor:
-    """Per-item primal objective ``½‖A x − y‖² + lam·TV(x)``, shape ``(B, C)``."""
+def tv_objective(A: LinearOperator, x: torch.Tensor, y: torch.Tensor, lam: float, weights=None) -> torch.Tensor:
+    """Per-item primal objective ``½‖A x − y‖²_W̃ + lam·TV(x)``, shape ``(B, C)`` (``weights`` as :func:`tv`)."""
     ndim = len(A.domain_shape)
     r = A.forward(x) - y
+    w = check_weights(A, weights, y, "tv_objective")
+    if w is not None:
+        r = normalized(w).sqrt() * r
     data = 0.5 * (r * r).sum(dim=tuple(range(2, r.dim())))
     tv = gradient(x, ndim).pow(2).sum(dim=2).sqrt().sum(dim=tuple(range(2, x.dim())))
     return data + lam * tv
 
 
 def tv(A: LinearOperator, y: torch.Tensor, *, lam: float, n_iter: int = 200,
-       x0: torch.Tensor | None = None, nonneg: bool = True, op_norm: float | None = None,
+       x0: torch.Tensor | None = None, nonneg: bool = True, op_norm: float | None = None, weights=None,
        callback: Callback | None = None, progress: bool = True) -> torch.Tensor:
     """TV-regularised reconstruction with ``n_iter`` Chambolle–Pock iterations.
 
@@ -82,7 +90,10 @@ def tv(A: LinearOperator, y: torch.Tensor, *, lam: float, n_iter: int = 200,
         Constrain ``x >= 0``.
     op_norm:
         ``‖A‖₂`` if known; otherwise estimated with ``A.norm()`` (power iteration, 50 steps, from a fixed seeded start).
-        The steps are ``tau = sigma = 0.99 / (√2 · 1.01 ‖A‖)``.
+        The steps are ``tau = sigma = 0.99 / (√2 · 1.01 ‖A‖)``. With ``weights``: ``‖W̃^½ A‖``.
+    weights:
+        PWLS weights per ray (``1/Var y_i`` or proportional; 0 ignores a ray), shape
+        ``A.range_shape`` or ``y``'s, rescaled to mean 1 (module docstring); ``None``: unweighted.
     callback:
         ``callback(k, x)`` after iteration ``k`` (1-based); return value ignored.
     progress:
@@ -99,11 +110,18 @@ def tv(A: LinearOperator, y: torch.Tensor, *, lam: float, n_iter: int = 200,
     lam = check_positive(lam, "lam", name, allow_zero=True)
     x = check_x0(A, x0, y, name)
     ndim = len(A.domain_shape)
+    w = check_weights(A, weights, y, name)
+    if w is not None:  # PDHG on the weighted problem (W̃^½ A, W̃^½ y)
+        w = normalized(w)
+        A, y = SqrtWeighted(A, w), w.sqrt() * y
+        norm_op = SqrtWeighted(A.A, w.flatten(0, 1).amax(0)[None, None])  # bounds every item's norm
+    else:
+        norm_op = A
 
     with torch.no_grad():
         if op_norm is None:  # from a fixed start: the same result in every run and on every rank
-            op_norm = A.norm(generator=torch.Generator(device=y.device).manual_seed(0), dtype=y.dtype,
-                             device=y.device)
+            op_norm = norm_op.norm(generator=torch.Generator(device=y.device).manual_seed(0), dtype=y.dtype,
+                                   device=y.device)
         # power iteration approaches ‖A‖ from below: a 1% margin keeps tau·sigma·‖K‖² < 1
         norm_a = 1.01 * check_positive(op_norm, "op_norm (‖A‖)", name)
         grad_norm = math.sqrt(4.0 * ndim)          # ‖∇‖² ≤ 4·ndim for unit forward differences
