@@ -35,6 +35,7 @@ from tomodiff.ct import Projector
 from tomodiff.ct.simulate import simulate_scan
 from tomodiff.io.volumes import load_volume
 from tomodiff.priors import load
+from tomodiff.priors.registry import load_file
 from tomodiff.recon import reconstruct
 from tomodiff.recon.consistency import data_consistency
 
@@ -44,6 +45,15 @@ from .volumes import central, shared_data
 CROPS = ("ct_abdomen_64", "ct_chest_64")
 NATIVE = ("imageio_stent_abdomen_cta", "lidc2_chest_cta_8bit")
 TV_DENOISE_WEIGHTS = np.geomspace(0.005, 0.5, 19)
+
+
+def _prior(name_or_path: str):
+    """A shipped prior by name, or a prior file (e.g. one exported from a training checkpoint)."""
+    if Path(name_or_path).is_file():
+        prior = load_file(name_or_path)
+        prior.precision = "auto"
+        return prior
+    return load(name_or_path, precision="auto")
 
 
 def native_volume(name: str, slices: int, data_dir) -> torch.Tensor:
@@ -177,7 +187,7 @@ def main(argv=None):
     torch.set_num_threads(1)
     warnings.simplefilter("ignore")
     t0 = time.perf_counter()
-    priors = {"ct-slice": load("ct-slice", precision="auto"), args.prior: load(args.prior, precision="auto")}
+    priors = {"ct-slice": load("ct-slice", precision="auto"), Path(args.prior).stem: _prior(args.prior)}
     vols = [(n, central(load_volume(n)[0], args.slices)) for n in CROPS]
     if args.native:
         d = shared_data(args.data_dir)
