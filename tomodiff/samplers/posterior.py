@@ -28,7 +28,7 @@ _SCHEDULES = {"karras": karras_sigmas, "ddpm-linear": ddpm_linear_sigmas, "ddpm-
 _METHOD_OPTIONS = {
     "pigdm": {"data_var": 1.0, "scale": 1.0, "gram_method": "auto", "cg_tol": 1e-6, "cg_max_iter": 100,
               "jacobian": "vjp"},
-    "dps": {"zeta": 0.3, "noise": None, "variant": "norm"},  # the CT default too (tomodiff.methods)
+    "dps": {"zeta": 0.3, "noise": None, "variant": "norm", "target": 1.0},  # CT defaults: tomodiff.methods
     "dds": {"cg_iters": 5, "data_var": 1.0, "prox": True, "tv_z": None},
     "diffpir": {"lam": 1.0, "data_var": 1.0, "cg_tol": 1e-4, "cg_max_iter": 50},
     "sdedit": {"x_init": None, "t0": 0.5},
@@ -163,7 +163,8 @@ def _own_guidance(A, y, method, sigma_y, opts):
         return pigdm(A, y, sigma_y, data_var=opts["data_var"], scale=opts["scale"], method=opts["gram_method"],
                      cg_tol=opts["cg_tol"], cg_max_iter=opts["cg_max_iter"], jacobian=opts["jacobian"])
     if method == "dps":
-        return dps(A, y, opts["zeta"], noise=opts["noise"], variant=opts["variant"])
+        return dps(A, y, opts["zeta"], noise=opts["noise"], variant=opts["variant"], sigma_y=sigma_y,
+                   target=opts["target"])
     if method == "dds":
         return dds(A, y, sigma_y, cg_iters=opts["cg_iters"], data_var=opts["data_var"], prox=opts["prox"],
                    tv_z=opts["tv_z"])
@@ -196,7 +197,7 @@ def sample_posterior(denoiser, A, y: torch.Tensor, *, method: str = "pigdm", sig
         or a callable ``steps -> sigmas``; ``sigmas`` overrides it.
     guidance: extra guidances (e.g. :func:`loss_guidance`), summed with the method's own.
     options: per method — pigdm: ``data_var, scale, gram_method, cg_tol, cg_max_iter, jacobian``;
-        dps: ``zeta, noise, variant``; dds: ``cg_iters, data_var, prox, tv_z``; diffpir: ``lam,
+        dps: ``zeta, noise, variant, target``; dds: ``cg_iters, data_var, prox, tv_z``; diffpir: ``lam,
         data_var, cg_tol, cg_max_iter``; sdedit: ``x_init`` (default: least squares by CG), ``t0``.
         Every method but sdedit also takes a warm start, ``x_init`` (``(B, C, *A.domain_shape)``,
         e.g. an FBP) with ``sigma_start`` (the run starts at ``x_init + σ_start·n`` on a schedule
