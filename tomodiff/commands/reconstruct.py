@@ -82,7 +82,7 @@ def add_parser(sub):
     p.add_argument("--sigma-y", type=NON_NEGATIVE, default=None,
                    help="diffusion methods and tv: measurement noise std in the units of the line integrals "
                         "(default: the file's provenance; a raw scan with flats: from the counts, sqrt of the "
-                        "mean Poisson variance per ray; else from the sinogram, the MAD of its second difference "
+                        "mean Poisson variance per ray; else from the sinogram, the MAD of its third difference "
                         "along the detector; the rule is printed and recorded). tv chooses its weight from it: "
                         f"the result's chi2/m = {methods.TV_CHI2_TARGET:g} (with --weights pwls, the std after "
                         "weighting). Diffusion samplers take this one scalar, not a per-ray std")
@@ -172,7 +172,7 @@ def load_problem(args):
 
 PWLS_METHODS = ("sirt", "cgls", "tv")
 NOISE_RULES = {"counts": "from the counts (Poisson, flats and darks): sqrt of the mean per-ray variance",
-               "sinogram MAD": "from the sinogram: MAD of its second difference along the detector"}
+               "sinogram MAD": "from the sinogram: MAD of its third difference along the detector"}
 
 
 def check_weights_arg(args) -> None:

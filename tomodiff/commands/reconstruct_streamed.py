@@ -104,11 +104,13 @@ def _streamed(args) -> int:
     if summary is None:  # not rank 0: rank 0 reports
         return 0
     peak = max(r["peak_rss_mb"] for r in summary["ranks"])
+    noise = summary.get("noise")  # diffusion: how σ_y was found (printed by rank 0 when estimated)
     q = "" if summary["psnr"] is None else f", PSNR {summary['psnr']:.2f} dB (data range {summary['data_range']:.4g})"
     emit(args, summary, [f"{args.method}: {summary['seconds']:.1f} s on {summary['world_size']} rank(s), "
                          f"{summary['slabs']} slabs, NFE {summary['nfe']}, residual {summary['residual']:.3g}{q}, "
                          f"peak RSS per rank {peak:.0f} MiB"
                          + (f", {std_note(summary['std_samples'], summary['std_calibration'])}"
-                            if summary.get("std_calibration") else ""),
+                            if summary.get("std_calibration") else "")
+                         + (f", sigma_y {noise['sigma_y']:.4g} ({noise['rule']})" if noise else ""),
                          f"wrote {args.out}  (view: tomodiff view {args.out})"])
     return 0

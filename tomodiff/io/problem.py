@@ -50,7 +50,8 @@ class Problem:
     kind: str = "project"
     preprocessing: dict | None = None
     #: per-ray variance of ``y`` (``y[0, 0]``'s shape, float32) from the counts of a raw scan with flats
-    #: (:func:`tomodiff.io.noise.scan_variance`); ``None`` where unknown (project files, line integrals)
+    #: (:func:`tomodiff.io.noise.scan_variance`; the noise model, gain and its rule, is in
+    #: ``preprocessing["noise_model"]``); ``None`` where unknown (project files, line integrals)
     variance: np.ndarray | None = None
 
 
@@ -184,7 +185,25 @@ def load_problem(path, *, kind: str | None = None, thin: int = 1, rows=None, pix
     if voxel_size is not None:
         beam = replace(beam, voxel=float(voxel_size))
     y, geometry, record = _raw(scan, thin, rows, beam, center_offset, rings, air_region)
-    from .noise import scan_variance  # start-up time: scipy on demand
-
-    variance = scan_variance(scan, thin=thin, rows=rows, two_d=y.dim() == 4)
+    variance, model = _count_variance(scan, thin, rows, two_d=y.dim() == 4)
+    if model is not None:  # the gain and how it was found: the provenance says where σ_y came from
+        record["noise_model"] = model.to_dict()
     return Problem(y, geometry, kind=kind, preprocessing=record, variance=variance)
+
+
+def _count_variance(scan, thin: int, rows, *, two_d: bool):
+    """``(variance, model)``: :func:`tomodiff.io.noise.scan_variance` of ``scan`` and the
+    :class:`~tomodiff.io.noise.CountNoise` it used (gain fitted once, from every row of the flats);
+    ``(None, None)`` for line integrals and scans without flats."""
+    if isinstance(scan, LineIntegrals) or scan.flats.shape[0] == 0:
+        return None, None
+    from .noise import count_noise, line_integral_variance  # start-up time: scipy on demand
+
+    model = count_noise(scan)
+    if thin > 1:
+        scan = scan.thin(step=thin)
+    if rows is not None:
+        scan = replace(scan, projections=scan.projections[:, rows], flats=scan.flats[:, rows],
+                       darks=scan.darks[:, rows])
+    var = line_integral_variance(scan, model=model)
+    return (np.ascontiguousarray(var[:, 0]) if two_d else var), model

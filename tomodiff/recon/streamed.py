@@ -67,7 +67,10 @@ def reconstruct_file(path, out, *, method: str, prior=None, steps: int | None = 
 
     Parameters as in :func:`tomodiff.recon.reconstruct` (``prior``: a prior object or a shipped
     prior's name, loaded in ``precision``; ``method="auto"`` as there); ``overlap`` defaults to 0
-    for methods exact slice by slice (FBP, SIRT) and 4 otherwise; ``sigma_y`` to the file's, else 1% of ``max|y|``.
+    for methods exact slice by slice (FBP, SIRT) and 4 otherwise; ``sigma_y`` (diffusion methods) to the
+    file's, else the sinogram's own estimate (:func:`~tomodiff.io.noise.estimate_sigma_y` on up to
+    :data:`NOISE_ROWS` detector rows spread over the selection; the rule is printed and recorded as the
+    provenance's ``noise``).
     ``checkpoint``: the slab directory (default :func:`default_store`), kept after a failure so
     that rerunning — with any number of ranks — resumes; removed after success. ``thin``, ``rows``,
     ``center_offset``: as ``tomodiff reconstruct`` (every thin-th angle; detector rows
@@ -90,22 +93,41 @@ def reconstruct_file(path, out, *, method: str, prior=None, steps: int | None = 
             g = src.geometry
             raise ValueError(f"{path}: slab-wise reconstruction needs a 3D parallel-beam geometry with one detector "
                              f"row per slice (got {g.kind}, volume {g.volume_shape}, detector {g.det_shape})")
-        sigma_y = _noise_level(sigma_y, src, ctx) if m.diffusion else sigma_y
+        noise = _noise_level(sigma_y, src, ctx) if m.diffusion else None
+        sigma_y = noise["sigma_y"] if noise else sigma_y
         layout = SlabLayout(slab, (0 if m.separable else methods.DEFAULT_OVERLAP) if overlap is None else overlap,
                             z_coupling)
         run = _FileRun(ctx, dev, src, m, _load(prior, m, dev, settings.precision), steps,
                        n_samples if m.diffusion else 1, sigma_y, layout, settings, scale, options)
+        run.noise = noise
         return run.execute(path, out, keep_samples and m.diffusion, t0, cpu0)
 
 
-def _noise_level(sigma_y, src, ctx) -> float:
-    if sigma_y is None:
-        sigma_y = src.sigma_y
-    if sigma_y is None:
-        sigma_y = methods.SIGMA_Y_FRACTION * src.abs_max()
-        if ctx.rank == 0:
-            ctx.say(f"sigma_y not given nor in the file: assuming 1% of max|y| = {sigma_y:.4g}")
-    return sigma_y
+#: the sinogram-only noise estimate of the streaming path reads at most this many detector rows
+NOISE_ROWS = 16
+
+
+def _noise_level(sigma_y, src, ctx) -> dict:
+    """The provenance's ``noise``: ``{"rule", "sigma_y"}`` (and the rows read for an estimate):
+    ``sigma_y`` given, else the file's, else :func:`~tomodiff.io.noise.estimate_sigma_y` of up to
+    :data:`NOISE_ROWS` detector rows evenly spread over the selection (one row read at a time:
+    memory stays bounded; every rank reads the same rows and gets the same number)."""
+    if sigma_y is not None:
+        return {"rule": "given", "sigma_y": float(sigma_y)}
+    if src.sigma_y is not None:
+        return {"rule": "the file's provenance", "sigma_y": float(src.sigma_y)}
+    import numpy as np
+
+    from ..io.noise import estimate_sigma_y  # start-up time: scipy on demand
+
+    n_rows = src.shape[1]
+    rows = sorted({int(r) for r in np.linspace(0, n_rows - 1, min(n_rows, NOISE_ROWS)).round()})
+    sino = np.concatenate([src.read(r, r + 1) for r in rows], axis=1)  # (A, len(rows), U)
+    sigma_y = estimate_sigma_y(sino)
+    if ctx.rank == 0:
+        ctx.say(f"sigma_y from the sinogram: MAD of its third difference along the detector ({len(rows)} of "
+                f"{n_rows} rows) = {sigma_y:.4g}")
+    return {"rule": "sinogram MAD", "sigma_y": sigma_y, "rows": rows}
 
 
 def _load(prior, m, dev, precision: str):
@@ -135,6 +157,7 @@ class _FileRun:
                        "schedule": "two-pass" if m.diffusion else "independent", **plain_options(options)}
         self.used = diffusion_options(m.name, prior, options) if m.diffusion else dict(options)
         self.calibration = None  # the std's calibration record, once the merge wrote it
+        self.noise = None  # how σ_y was found (diffusion methods): the provenance's and the summary's "noise"
 
     def _solve(self, A_k, y_k, k, left, right, cb):
         if not self.m.diffusion:
@@ -182,7 +205,8 @@ class _FileRun:
         return {"method": self.m.name, "seconds": time.perf_counter() - t0, "nfe": stats.nfe,
                 "residual": stats.residual, "psnr": stats.psnr, "ssim": None, "data_range": stats.data_range,
                 "scale": self.s, "slabs": len(plan), "world_size": ctx.world, "ranks": ranks, "out": str(out),
-                "std_samples": self.n_samples if self.calibration else None, "std_calibration": self.calibration}
+                "std_samples": self.n_samples if self.calibration else None, "std_calibration": self.calibration,
+                "noise": self.noise}
 
     def _merge(self, path, out, store, ranks, keep_samples: bool, t0: float):
         """Rank 0: join the stored slabs in order and write the project file, with statistics."""
@@ -197,6 +221,7 @@ class _FileRun:
         chunks = ((z0, z1, joined, nfes[k]) for k, (z0, z1, joined) in enumerate(blend_stream(self.plan, part)))
         provenance = lambda: {**self.params,  # noqa: E731 (called last, once the statistics are in)
                               "scale_rule": self.scale_rule,
+                              **({"noise": self.noise} if self.noise else {}),
                               "options": used_options(self.used),
                               "prior": prior_info(self.prior) if self.m.diffusion else {},
                               "geometry": self.src.geometry.to_dict(), "versions": versions(), "input": str(path),
