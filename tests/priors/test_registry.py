@@ -31,8 +31,10 @@ def test_patch_prior_loads_by_name():
 
 
 def test_shipped_weights_are_small():
+    # the package's budget for weights: five priors of 1-2M parameters in fp32 (ct-slab, ct-cond, ct-slice,
+    # slice-64: 4 MB each; patch-32: 9 MB) fit, a network ten times larger would not
     total = sum(f.stat().st_size for f in registry.WEIGHTS_DIR.glob("*.pt"))
-    assert total < 25e6
+    assert total < 30e6
 
 
 def test_unknown_name():
