@@ -74,11 +74,12 @@ def test_astra_kernel_choices_are_checked():
 
 
 @pytest.mark.skipif(HAS_ASTRA_CUDA, reason="checks the no-GPU guard")
-@pytest.mark.parametrize("make", [lambda: parallel_beam((4, 8, 8), [0.0, 1.0]),
-                                  lambda: cone_beam((4, 8, 8), [0.0, 1.0], (4, 12), 30.0, 10.0)])
-def test_astra_3d_without_cuda_raises_instead_of_crashing(make):
+@pytest.mark.parametrize("make, kernel", [(lambda: parallel_beam((4, 8, 8), [0.0, 1.0]), "cuda3d"),
+                                          (lambda: cone_beam((4, 8, 8), [0.0, 1.0], (4, 12), 30.0, 10.0), None)])
+def test_astra_3d_without_cuda_raises_instead_of_crashing(make, kernel):
+    # (3D parallel beam with the default kernel runs ASTRA's CPU 2D projector per slice: test_astra_cpu.py)
     with pytest.raises(RuntimeError, match=r"need a CUDA GPU, but astra.use_cuda\(\) is False.*backend='torch'"):
-        Projector(make(), "astra")
+        Projector(make(), "astra", kernel=kernel)
     assert Projector(make(), device="cuda").backend == "torch"  # auto falls back
 
 

@@ -65,7 +65,9 @@ class TensorSource:
     def slab(self, start: int, stop: int):
         if not self.split:
             return self.A, self.y
-        return Projector(self.A.geometry.rows(start, stop), backend=self.A.backend), self.y[..., start:stop, :]
+        kernel = self.A.kernel if self.A.backend == "astra" else None  # ASTRA CPU slices stay CPU slices
+        A = Projector(self.A.geometry.rows(start, stop), backend=self.A.backend, kernel=kernel)
+        return A, self.y[..., start:stop, :]
 
 
 class FileSource:

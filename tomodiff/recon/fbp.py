@@ -278,7 +278,8 @@ def z_column_weights(A: LinearOperator, g) -> torch.Tensor | None:
         return None
     one = g.thin(indices=[0])
     backend = getattr(A, "backend", "torch")
-    P3 = Projector(one, backend=backend if backend in ("torch", "matrix_free", "astra") else "torch")
+    kernel = getattr(A, "kernel", None) if backend == "astra" else None  # the same ASTRA kernel as A
+    P3 = Projector(one, backend=backend if backend in ("torch", "matrix_free", "astra") else "torch", kernel=kernel)
     P2 = Projector(parallel_beam(g.volume_shape[1:], one.angles, det_shape=g.det_shape[1:], voxel_size=g.voxel_size,
                                  det_spacing=g.det_spacing, center_offset=g.center_offset), backend="torch")
     with torch.no_grad():
