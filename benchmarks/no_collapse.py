@@ -14,9 +14,11 @@ Columns: PSNR (dB, the whole block's MSE, peak = the reference's range), SSIM (m
 same range), χ²/m of the mean with the true σ_y, whether the run warned that it disagrees with the
 data, and two flags: **below SIRT** (PSNR under SIRT's on the same scan) and **χ²/m outside
 [0.5, 2]**. Each result is appended to ``--log`` as it finishes (a rerun skips what is there), and
-the tables are rebuilt from the whole log.
+the tables are rebuilt from the whole log; ``--methods A,B --redo`` first drops those rows from the log
+(to ``LOG.old.jsonl``) and runs them again, after their defaults changed.
 
     OMP_NUM_THREADS=1 python -m benchmarks.no_collapse --out benchmarks/results/no_collapse.md
+    OMP_NUM_THREADS=1 python -m benchmarks.no_collapse --methods dds,diffpir --redo --out benchmarks/results/no_collapse.md
 """
 
 from __future__ import annotations
@@ -117,15 +119,26 @@ def main(argv=None):
     ap.add_argument("--views", default=",".join(map(str, VIEWS)))
     ap.add_argument("--volumes", default=",".join(VOLUMES))
     ap.add_argument("--methods", default=None, help="only these rows (comma-separated labels); default: all")
+    ap.add_argument("--redo", action="store_true", help="with --methods: drop those rows from --log first (moved to "
+                                                         "LOG.old.jsonl), so they run again at the current defaults")
     ap.add_argument("--log", type=Path, default=Path("benchmarks/results/no_collapse.jsonl"))
     ap.add_argument("--out", type=Path, default=None, help="markdown table; the JSON summary goes beside it")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
     priors = {"ct-slice": load("ct-slice", precision="auto"), "ct-cond": load("ct-cond", precision="auto")}
+    wanted = None if args.methods is None else set(args.methods.split(","))
+    if args.redo:
+        if wanted is None:
+            raise SystemExit("--redo needs --methods (the rows to run again)")
+        if args.log.is_file():
+            lines = [line for line in args.log.read_text().splitlines() if line.strip()]
+            old = [line for line in lines if json.loads(line)["method"] in wanted]
+            with args.log.with_suffix(".old.jsonl").open("a") as f:
+                f.write("".join(line + "\n" for line in old))
+            args.log.write_text("".join(line + "\n" for line in lines if line not in old))
     done = set()
     if args.log.is_file():
         done = {(r["volume"], r["views"], r["method"]) for r in map(json.loads, args.log.read_text().splitlines())}
-    wanted = None if args.methods is None else set(args.methods.split(","))
     t_all = time.perf_counter()
     with args.log.open("a") as log:
         for name in args.volumes.split(","):
@@ -156,15 +169,17 @@ def main(argv=None):
                     print(f"{name:18s} {views:3d} views  {label:8s} {rec['psnr']:6.2f} dB  SSIM {rec['ssim']:.3f}  "
                           f"chi2/m {rec['chi2_per_m']:7.2f}  {'warned ' if warned else ''}{r.seconds:6.1f} s", flush=True)
     lines, summary = table(args.log)
-    dps = methods.get("dps").options
+    defaults = "; ".join(f"{n} `{dict(methods.get(n).options)}`" for n in methods.names("diffusion")
+                         if n in ("dps", "dds", "diffpir", "sdedit", "pigdm"))
+    rerun = "" if wanted is None else f" of the rows {', '.join(sorted(wanted))}; the others from earlier runs"
     head = [f"# No collapse: diffusion methods at their defaults vs SIRT on held-out volumes (issue 20)", "",
-            f"Made by `python -m benchmarks.no_collapse` (last run {time.perf_counter() - t_all:.0f} s, "
+            f"Made by `python -m benchmarks.no_collapse` (last run {time.perf_counter() - t_all:.0f} s{rerun}, "
             f"{platform.machine()}, 1 torch thread, two trainings shared the 2 cores). Central {args.slices} axial "
             f"slices of each 64³ volume, parallel beam, 1% noise, the true σ_y; diffusion: mean of {args.samples} "
             "samples, default steps and options, prior ct-slice (cfg: ct-cond), one slab. PSNR of the whole block, "
             "SSIM the mean over slices, χ²/m of the mean; *warned*: the run raised DataConsistencyWarning; flags "
             "count the volumes of the group. Held-out volumes only: nothing here was tuned on them. "
-            f"DPS default: `{dict(dps)}`.", ""]
+            f"Defaults: {defaults}.", ""]
     text = "\n".join(head + lines)
     print(text)
     if args.out:

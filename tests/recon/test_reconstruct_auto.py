@@ -41,7 +41,7 @@ def test_prior_that_ignores_the_data_warns_and_guard_fixes_it(problem):  # noqa:
         return torch.zeros_like(v)
 
     kw = dict(method="dds", prior=blind, steps=2, n_samples=2, sigma_y=0.05, slab=None, progress=False,
-              prox=True, cg_iters=1)
+              prox=True, cg_iters=1, x_init=None, sigma_start=None, final_cg=0)  # cold, no final stop (dds's defaults)
     with pytest.warns(UserWarning, match="disagrees with the data"):
         bad = reconstruct(A, y, **kw)
     with warnings.catch_warnings():

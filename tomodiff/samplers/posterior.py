@@ -16,6 +16,7 @@ from .ddim import ddim
 from .ddpm import ddpm
 from .dds import dds
 from .diffpir import diffpir
+from .discrepancy import discrepancy_cg
 from .dps import dps
 from .pigdm import pigdm
 from .sdedit import sdedit
@@ -34,8 +35,11 @@ _METHOD_OPTIONS = {
     "sdedit": {"x_init": None, "t0": 0.5},
     "none": {},
 }
-# options every method but sdedit accepts: a warm start and a final data-consistency step
-_COMMON_OPTIONS = {"x_init": None, "sigma_start": None, "final_cg": 0}
+# the final data-consistency step every method accepts: final_cg CG iterations from each sample, stopped
+# where χ²/m reaches final_target (None: no stop; samplers/discrepancy.py)
+_FINAL_OPTIONS = {"final_cg": 0, "final_target": None}
+# options every method but sdedit accepts: a warm start (and the final step)
+_COMMON_OPTIONS = {"x_init": None, "sigma_start": None, **_FINAL_OPTIONS}
 _DEFAULT_SAMPLER = {"pigdm": "ddpm", "dps": "ddpm", "dds": "ddim", "diffpir": "ddim", "sdedit": "ddpm",
                     "none": "ddpm"}
 # DDIM η per method when sampler="ddim" and no eta is given: DDS's paper value 0.85
@@ -125,7 +129,7 @@ def _checked(A, y, method, sigma_y, steps, n_samples, generator, sampler, eta, o
         raise ValueError(f"sample_posterior: steps must be an integer >= 1, got {steps!r}")
     if isinstance(n_samples, bool) or int(n_samples) != n_samples or n_samples < 1:
         raise ValueError(f"sample_posterior: n_samples must be an integer >= 1, got {n_samples!r}")
-    accepted = {**(_COMMON_OPTIONS if method != "sdedit" else {}), **_METHOD_OPTIONS[method]}
+    accepted = {**(_COMMON_OPTIONS if method != "sdedit" else _FINAL_OPTIONS), **_METHOD_OPTIONS[method]}
     unknown = set(options) - set(accepted)
     if unknown:
         raise TypeError(f"sample_posterior: unknown option(s) {sorted(unknown)} for method={method!r}; "
@@ -140,7 +144,25 @@ def _checked(A, y, method, sigma_y, steps, n_samples, generator, sampler, eta, o
         raise ValueError("eta applies to sampler='ddim' only")
     if method != "sdedit":
         _check_warm_start(A, y, opts)
+    _check_final(opts)
     return int(steps), int(n_samples), opts, sampler
+
+
+def _check_final(opts) -> None:
+    if isinstance(opts["final_cg"], bool) or int(opts["final_cg"]) != opts["final_cg"] or opts["final_cg"] < 0:
+        raise ValueError(f"sample_posterior: final_cg must be an integer >= 0, got {opts['final_cg']!r}")
+    t = opts["final_target"]
+    if t is not None and not (isinstance(t, (int, float)) and math.isfinite(t) and t > 0):
+        raise ValueError(f"sample_posterior: final_target must be None or a finite chi2/m > 0, got {t!r}")
+
+
+def _final_step(A, y, x, sigma_y, opts):
+    """The final data-consistency step on the samples ``x`` (``final_cg`` 0: none)."""
+    if not opts["final_cg"]:
+        return x
+    if opts["final_target"] is None:
+        return final_data_step(A, y, x, opts["final_cg"])
+    return discrepancy_cg(A, y, x, sigma_y, target=opts["final_target"], max_iter=opts["final_cg"])
 
 
 def _check_warm_start(A, y, opts) -> None:
@@ -153,8 +175,6 @@ def _check_warm_start(A, y, opts) -> None:
             raise ValueError(f"sample_posterior: a warm start needs sigma_start > 0, got {opts['sigma_start']!r}")
     elif opts["sigma_start"] is not None:
         raise ValueError("sample_posterior: sigma_start needs a warm start x_init")
-    if int(opts["final_cg"]) != opts["final_cg"] or opts["final_cg"] < 0:
-        raise ValueError(f"sample_posterior: final_cg must be an integer >= 0, got {opts['final_cg']!r}")
 
 
 def _own_guidance(A, y, method, sigma_y, opts):
@@ -201,8 +221,11 @@ def sample_posterior(denoiser, A, y: torch.Tensor, *, method: str = "pigdm", sig
         data_var, cg_tol, cg_max_iter``; sdedit: ``x_init`` (default: least squares by CG), ``t0``.
         Every method but sdedit also takes a warm start, ``x_init`` (``(B, C, *A.domain_shape)``,
         e.g. an FBP) with ``sigma_start`` (the run starts at ``x_init + σ_start·n`` on a schedule
-        from ``σ_start``: CCDF/ISCS), and ``final_cg``: CG iterations on ``AᵀA x = Aᵀy`` from each
-        final sample (a final data-consistency step; 0 = off).
+        from ``σ_start``: CCDF/ISCS). Every method (sdedit included) takes ``final_cg``: CG iterations
+        on ``AᵀA x = Aᵀy`` from each final sample (a final data-consistency step; 0 = off), and
+        ``final_target``: the χ²/m at which each sample's final step stops (the discrepancy principle,
+        :func:`~tomodiff.samplers.discrepancy.discrepancy_cg`; ``final_cg`` is then its most
+        iterations; ``None``: no stop).
     """
     t_start = time.perf_counter()
     # 1. validate the problem
@@ -226,17 +249,16 @@ def sample_posterior(denoiser, A, y: torch.Tensor, *, method: str = "pigdm", sig
             x_init = _least_squares(A, y)
         if tuple(x_init.shape) != (B, C, *A.domain_shape):
             raise ValueError(f"sdedit: x_init must have shape {(B, C, *A.domain_shape)}, got {tuple(x_init.shape)}")
-        x_init = x_init.to(y).repeat(n_samples, *([1] * (y.dim() - 1)))
+        x_init = x_init.to(y).repeat(n_samples, *([1] * (x_init.dim() - 1)))
         x = sdedit(D, x_init, opts["t0"], s, sampler=run, guidance=g, generator=generator, callback=callback,
                    progress=progress, **kw)
     else:
         shape = (n_samples * B, C, *A.domain_shape)
         x_T = float(s[0]) * randn(torch.empty(shape, dtype=y.dtype, device=y.device), generator)
         if warm:  # CCDF / ISCS: start from the estimate plus noise at σ_start
-            x_T = x_T + opts["x_init"].to(y).repeat(n_samples, *([1] * (y.dim() - 1)))
+            x_T = x_T + opts["x_init"].to(y).repeat(n_samples, *([1] * (x_T.dim() - 1)))
         x = run(D, x_T, s, guidance=g, generator=generator, callback=callback, progress=progress, **kw)
-        if opts["final_cg"]:
-            x = final_data_step(A, y, x, opts["final_cg"])
+    x = _final_step(A, y, x, sigma_y, opts)
     samples = x.reshape(n_samples, B, C, *A.domain_shape)
     return PosteriorResult(samples=samples, nfe=D.calls, seconds=time.perf_counter() - t_start, method=method,
                            sigmas=s, options={"sampler": sampler, **kw, **{k: v for k, v in opts.items()

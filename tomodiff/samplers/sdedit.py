@@ -3,6 +3,10 @@
 Notation map: ``x_init`` → the guide image ``x^(g)`` (an FBP, SIRT or least-squares estimate);
 ``t0`` → SDEdit's ``t0 ∈ (0, 1]``, here the fraction of the schedule's steps that are run;
 ``sigma_start`` → ``σ(t0)``; the run starts from ``x^(g) + σ(t0)·n``.
+
+SDEdit has no data step of its own. Through :func:`~tomodiff.samplers.sample_posterior` it takes the final
+data-consistency step every method takes (``final_cg``, ``final_target``); the registry's ``sdedit``
+(:mod:`tomodiff.methods`) noises the TV reconstruction and ends with CG stopped at χ²/m 1 (issue 20).
 """
 
 from __future__ import annotations
