@@ -53,6 +53,10 @@ CONFIGS = {
     "dps_line0.5": (0.001, {"zeta": 0.5, "variant": "line", "sigma_start": 0.05}, 20),
     "dps_line1": (0.001, {"zeta": 1.0, "variant": "line", "sigma_start": 0.05}, 20),
     "dps_steps50": (0.001, {"zeta": 0.5, "variant": "norm", "sigma_start": 0.05}, 50),
+    # the line step with its data-fit stop at chi2/m 1 (reconstruct passes sigma_y to the renderer's DPS)
+    "dps_line1_stop": (0.001, {"zeta": 1.0, "variant": "line", "target": 1.0, "sigma_start": 0.05}, 20),
+    "dps_line1.5_stop": (0.001, {"zeta": 1.5, "variant": "line", "target": 1.0, "sigma_start": 0.05}, 20),
+    "dps_line1.5_stop50": (0.001, {"zeta": 1.5, "variant": "line", "target": 1.0, "sigma_start": 0.05}, 50),
 }
 
 

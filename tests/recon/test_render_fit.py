@@ -91,6 +91,24 @@ def test_dps_guidance_moves_samples_towards_the_data(problem):
     assert not torch.equal(guided[0], guided[1])  # each sample draws its own noise
 
 
+def test_line_step_stops_at_the_noise_level_when_sigma_y_is_known(problem):
+    """The default DPS step (line search, stop at χ²/m 1) reaches but does not pass the noise: with σ_y given,
+    the result's χ²/m lands on 1; without σ_y (no stop) the same run fits past the noise."""
+    R, truth, clean = problem
+    sigma_y = 0.02 * float(clean.max())
+    y = clean + sigma_y * torch.randn(clean.shape, generator=torch.Generator().manual_seed(1))
+
+    def chi2(x):
+        with torch.no_grad():
+            return float(((R(x) - y) / sigma_y).pow(2).mean())
+
+    kw = dict(steps=8, zeta=1.5, variant="line", sigma_max=0.3, seed=2)
+    stopped, _ = fit_dps(R, y, _gaussian_denoiser, sigma_y=sigma_y, target=1.0, **kw)
+    free, _ = fit_dps(R, y, _gaussian_denoiser, **kw)
+    assert abs(chi2(stopped[0]) - 1.0) < 0.01  # measured 0.9999; without the stop 0.964
+    assert chi2(free[0]) < chi2(stopped[0])
+
+
 def test_reconstruct_routes_a_renderer_to_its_fits(problem):
     R, _, y = problem
     r = reconstruct(R, y, method="tv", lam=1e-4, n_iter=60, lr=0.05, progress=False)

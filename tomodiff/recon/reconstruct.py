@@ -202,8 +202,8 @@ def _render(R, y, method, prior, steps, n_samples, sigma_y, seed, scale, keep_sa
     render_fit.check_problem(R, y, "reconstruct")
     with PeakMemory(y.device) as mem:
         samples, nfe, used = render_fit.solve_render(R, y, method, prior=prior, steps=steps, n_samples=n_samples,
-                                                     seed=seed, scale=scale, progress=progress, callback=callback,
-                                                     **options)
+                                                     seed=seed, scale=scale, sigma_y=sigma_y, progress=progress,
+                                                     callback=callback, **options)
     mean = samples.mean(0)
     std = samples.std(0, correction=1) if samples.shape[0] > 1 else None
     provenance = {"method": method, "steps": nfe or None, "n_samples": samples.shape[0], "sigma_y": sigma_y,
