@@ -77,6 +77,9 @@ def robust_max(A, y: torch.Tensor, *, quantile: float = QUANTILE) -> float:
         if getattr(A, "geometry", None) is not None:
             x = _quick_reconstruction(A, y, A.geometry)
         else:
+            if not hasattr(A, "norm"):  # a nonlinear operator (Beer–Lambert counts, your own): no adjoint to use
+                raise ValueError(f"scale='auto' needs a linear operator to estimate the range from; "
+                                 f"{type(A).__name__} is not: pass scale= (the value that maps to 1) or scale=None")
             norm = A.norm(generator=torch.Generator(device=y.device).manual_seed(0), device=y.device)
             x = (A.adjoint(y) / max(float(norm) ** 2, 1e-30)).clamp_min(0)
         flat = x.detach().flatten().float()

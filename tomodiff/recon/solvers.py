@@ -10,6 +10,7 @@ the in-memory, streaming and torchrun paths alike.
 from __future__ import annotations
 
 import hashlib
+import warnings
 
 import torch
 
@@ -154,6 +155,11 @@ def solve_diffusion(prior, A_k, y_k, k: int, *, method: str, steps: int, n_sampl
     denoiser = getattr(prior, "denoiser", prior)
     if method == "cfg":  # the guided denoiser, then DDS's data consistency
         denoiser, method = guided_denoiser(prior, A_k, y_k, kw.pop("w")), "dds"
+    if isinstance(kw.get("x_init"), str) and not hasattr(A_k, "adjoint"):
+        # a classical warm start needs a linear operator; a nonlinear one (Beer–Lambert counts) samples from σ_max
+        warnings.warn(f"{method}: the warm start x_init={kw['x_init']!r} needs a linear operator and "
+                      f"{type(A_k).__name__} is not; sampling from sigma_max instead", RuntimeWarning, stacklevel=2)
+        kw["x_init"], kw["sigma_start"] = None, None
     if isinstance(kw.get("x_init"), str):
         kw["x_init"] = warm_start(A_k, y_k, kw["x_init"])
     if method == "sdedit" and kw.get("x_init") is None and getattr(A_k, "geometry", None) is not None:
