@@ -21,7 +21,6 @@ import numpy as np
 import torch
 
 from ..ct import Geometry, thin_sinogram
-from .angle_spec import has_unit_suffix, parse_angle_spec
 from .array_scan import LineIntegrals, read_array_scan
 from .beam import Beam
 from .kind import ARRAY_SUFFIXES, probe, probe_array
@@ -97,8 +96,6 @@ def _tiff_scan(path, flats, darks, angles):
         return layout.read()  # a scan folder: proj/, flat/, dark/, angles.txt
     if not angles:
         raise ValueError(f"{path}: a TIFF stack needs --angles START:STOP:COUNT[deg|rad] or an angles file")
-    if has_unit_suffix(angles):  # 0:60:61deg / ...rad; plain ranges and files keep the TIFF reader's messages
-        angles = parse_angle_spec(angles)
     return read_tiff_stack(path, angles=angles, flats=flats, darks=darks)
 
 

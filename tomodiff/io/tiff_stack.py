@@ -29,15 +29,14 @@ from pathlib import Path
 
 import numpy as np
 
-from .scans import RawScan, ScanFormatError, check_angle_units
+from .angle_spec import parse_angle_spec
+from .scans import RawScan, ScanFormatError
 
 TIFF_SUFFIXES = (".tif", ".tiff")
 PROJECTION_DIRS = ("proj", "projections", "tomo", "data")
 FLAT_DIRS = ("flat", "flats", "white", "whites", "flatfield")
 DARK_DIRS = ("dark", "darks", "darkfield")
 ANGLE_FILES = ("angles.txt", "theta.txt", "angles.csv")
-#: more projections than any scan has: a larger COUNT is a typo, refused before numpy allocates it
-MAX_ANGLES = 1_000_000
 
 
 def _natural_key(path: Path):
@@ -118,44 +117,9 @@ def read_tiff_images(spec) -> tuple[np.ndarray, list[Path]]:
 
 
 def parse_angles(spec, *, where: str = "--angles") -> np.ndarray:
-    """Angles in radians ``(A,)`` from ``START:STOP:COUNT`` (degrees, both ends included) or a text
-    file of angles in degrees."""
-    text = str(spec).strip()
-    parts = text.split(":")
-    if len(parts) == 3 and not Path(text).is_file():
-        try:
-            start, stop, count = float(parts[0]), float(parts[1]), int(parts[2])
-        except ValueError as err:
-            raise ValueError(f"{where} {text!r}: expected START:STOP:COUNT in degrees (e.g. 0:180:181) "
-                             f"or a text file of angles") from err
-        if not 1 <= count <= MAX_ANGLES:
-            raise ValueError(f"{where} {text!r}: COUNT must be from 1 to {MAX_ANGLES:,}")
-        if not (np.isfinite(start) and np.isfinite(stop)):
-            raise ValueError(f"{where} {text!r}: START and STOP must be finite numbers of degrees")
-        angles = np.linspace(start, stop, count)
-        check_angle_units(angles, "deg", f"{where} {text}")
-        return np.deg2rad(angles)
-    path = Path(text)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such angles file (or give {where} START:STOP:COUNT in degrees)")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError as err:
-        raise ScanFormatError(f"{path}: not a UTF-8 text file of angles ({err.reason} at byte {err.start})") from None
-    values = []
-    for n, line in enumerate(lines, 1):
-        line = line.split("#", 1)[0].replace(",", " ").split()
-        try:
-            values += [float(v) for v in line]
-        except ValueError as err:
-            raise ScanFormatError(f"{path}:{n}: not a number ({err}); expected angles in degrees") from err
-    if not values:
-        raise ScanFormatError(f"{path}: holds no angles")
-    angles = np.asarray(values, np.float64)
-    if not np.isfinite(angles).all():
-        raise ScanFormatError(f"{path}: angles contain NaN or Inf")
-    check_angle_units(angles, "deg", str(path))
-    return np.deg2rad(angles)
+    """Angles in radians ``(A,)`` from ``START:STOP:COUNT[deg|rad]`` (degrees unless suffixed, both ends
+    included) or a text file of angles in degrees (:func:`tomodiff.io.angle_spec.parse_angle_spec`)."""
+    return parse_angle_spec(spec, where=where)
 
 
 def read_tiff_stack(projections, *, angles, flats=None, darks=None) -> RawScan:
