@@ -249,56 +249,51 @@ def _augment(x: torch.Tensor, g: torch.Generator) -> torch.Tensor:
     return x
 
 
+def _train(model, images, labels, logits, *, steps: int, batch: int, lr: float, seed: int, log, name: str) -> dict:
+    """The cross-entropy loop both classifiers share: AdamW with a one-cycle schedule, batches drawn and
+    augmented from one seeded generator; ``logits(x0, g)`` noises the augmented batch and runs the model."""
+    g = torch.Generator().manual_seed(int(seed))
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
+    model.train()
+    t0, ema = time.time(), None
+    for step in range(steps):
+        idx = torch.randint(images.shape[0], (batch,), generator=g)
+        loss = F.cross_entropy(logits(_augment(images[idx], g), g), labels[idx])
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        sched.step()
+        ema = float(loss.detach()) if ema is None else 0.98 * ema + 0.02 * float(loss.detach())
+        if log is not None and (step % 100 == 0 or step == steps - 1):
+            log(f"{name} step {step + 1}/{steps} loss {ema:.4f} ({time.time() - t0:.0f} s)")
+    model.eval()
+    return {"steps": steps, "seconds": time.time() - t0, "loss": ema}
+
+
 def train_noise_aware(model: NoiseAwareClassifier, images: torch.Tensor, labels: torch.Tensor, *, steps: int = 1500,
                       batch: int = 32, lr: float = 2e-3, sigma_min: float = 0.005, sigma_max: float = 20.0,
                       seed: int = 0, log=None) -> dict:
     """Train ``p(c | x0 + σn, σ)`` by cross-entropy, σ log-uniform in ``[sigma_min, sigma_max]`` (data
     units; EDM's sampling range for a [0, 1] prior with σ_max = 40 in [-1, 1] units is 0.001–20).
     ``images`` ``(N, 1, H, W)`` clean, ``labels`` ``(N,)``. Returns ``{"steps", "seconds", "loss"}``."""
-    g = torch.Generator().manual_seed(int(seed))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    model.train()
-    t0, ema = time.time(), None
-    for step in range(steps):
-        idx = torch.randint(images.shape[0], (batch,), generator=g)
-        x0 = _augment(images[idx], g)
-        s = _log_uniform(batch, sigma_min, sigma_max, g)
-        x = x0 + s.view(-1, 1, 1, 1) * torch.randn(x0.shape, generator=g)
-        loss = F.cross_entropy(model(x, s), labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        ema = float(loss.detach()) if ema is None else 0.98 * ema + 0.02 * float(loss.detach())
-        if log is not None and (step % 100 == 0 or step == steps - 1):
-            log(f"noise-aware step {step + 1}/{steps} loss {ema:.4f} ({time.time() - t0:.0f} s)")
-    model.eval()
-    return {"steps": steps, "seconds": time.time() - t0, "loss": ema}
+
+    def logits(x0, g):
+        s = _log_uniform(x0.shape[0], sigma_min, sigma_max, g)
+        return model(x0 + s.view(-1, 1, 1, 1) * torch.randn(x0.shape, generator=g), s)
+
+    return _train(model, images, labels, logits, steps=steps, batch=batch, lr=lr, seed=seed, log=log,
+                  name="noise-aware")
 
 
 def train_clean(model: CleanClassifier, images: torch.Tensor, labels: torch.Tensor, *, steps: int = 800,
                 batch: int = 32, lr: float = 2e-3, noise: float = 0.01, seed: int = 1, log=None) -> dict:
     """Train a clean-image classifier by cross-entropy (flips, 90° rotations, noise ≤ ``noise``)."""
-    g = torch.Generator().manual_seed(int(seed))
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps, pct_start=0.1)
-    model.train()
-    t0, ema = time.time(), None
-    for step in range(steps):
-        idx = torch.randint(images.shape[0], (batch,), generator=g)
-        x = _augment(images[idx], g)
-        x = x + noise * torch.rand(batch, 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g)
-        loss = F.cross_entropy(model(x), labels[idx])
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        ema = float(loss.detach()) if ema is None else 0.98 * ema + 0.02 * float(loss.detach())
-        if log is not None and (step % 100 == 0 or step == steps - 1):
-            log(f"clean step {step + 1}/{steps} loss {ema:.4f} ({time.time() - t0:.0f} s)")
-    model.eval()
-    return {"steps": steps, "seconds": time.time() - t0, "loss": ema}
+
+    def logits(x, g):
+        return model(x + noise * torch.rand(x.shape[0], 1, 1, 1, generator=g) * torch.randn(x.shape, generator=g))
+
+    return _train(model, images, labels, logits, steps=steps, batch=batch, lr=lr, seed=seed, log=log, name="clean")
 
 
 @torch.no_grad()
